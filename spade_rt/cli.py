@@ -1,0 +1,316 @@
+"""``spade-rt``: one command for the whole pipeline.
+
+Runtime subcommands (synthesize, inspect) stay torch-free for ONNX graphs and engines; toolchain
+subcommands (convert, info on native models, export, build, train, bench) import torch lazily, inside
+their handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from spade_rt import __version__
+from spade_rt.errors import BackendUnavailableError, InputError, SpadeRtError
+
+log = logging.getLogger("spade_rt")
+
+EPILOG = """\
+examples:
+  spade-rt convert latest_net_G.pth --preset coco -o coco.safetensors
+  spade-rt synthesize coco.safetensors --labels val_label/000000000139.png \\
+      --instance val_inst/000000000139.png -o out.png
+  spade-rt info coco.safetensors
+
+Run `spade-rt COMMAND --help` for the options of each command.
+"""
+
+
+# ---- convert ---------------------------------------------------------------------------------------------
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options that describe a generator; None (unset) means 'from the file or the preset'."""
+    g = p.add_argument_group("model options (default: read from the file's shapes, else the preset)")
+    g.add_argument("--ngf", type=int, help="generator width (read from the file; given only to check it)")
+    g.add_argument(
+        "--use-vae",
+        action="store_true",
+        default=None,
+        help="the generator takes z (read from the file: a linear fc means VAE)",
+    )
+    g.add_argument(
+        "--label-nc",
+        type=int,
+        help="number of classes without dontcare (preset: coco 182, ade20k 150, cityscapes 35, facades/custom 13)",
+    )
+    g.add_argument(
+        "--instance",
+        dest="use_instance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the model takes an instance edge channel (preset: coco, cityscapes)",
+    )
+    g.add_argument(
+        "--dontcare",
+        dest="contain_dontcare_label",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stored 255 becomes id label_nc and is an input channel (preset: coco, ade20k)",
+    )
+    g.add_argument(
+        "--num-upsampling-layers",
+        choices=("normal", "more", "most"),
+        help="preset: 'more' for cityscapes, else 'normal'; 'most' is read from the file",
+    )
+    g.add_argument("--crop-size", type=int, help="output width (preset: 256, cityscapes 512)")
+    g.add_argument("--aspect-ratio", type=float, help="width / height (preset: 1, cityscapes 2)")
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    keys = (
+        "ngf",
+        "use_vae",
+        "label_nc",
+        "contain_dontcare_label",
+        "use_instance",
+        "num_upsampling_layers",
+        "crop_size",
+        "aspect_ratio",
+    )
+    return {k: getattr(args, k) for k in keys}
+
+
+def require_toolchain(command: str) -> None:
+    """Toolchain commands need torch; say how to get it instead of an ImportError traceback."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "safetensors") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(
+            f"`spade-rt {command}` needs the PyTorch toolchain ({', '.join(missing)} not installed): "
+            "pip install 'spade-rt[export]' (CPU torch: pip install torch==2.13.0 first)"
+        )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    require_toolchain("convert")
+    from spade_rt.training.convert import convert_checkpoint
+
+    model = convert_checkpoint(
+        args.checkpoint, args.preset, args.output, encoder_path=args.encoder, **_model_options(args)
+    )
+    cfg = model.config
+    h, w = cfg.output_hw
+    log.info(
+        "converted %s -> %s: preset %s, ngf %d, %d input channels (%s), %dx%d%s",
+        args.checkpoint,
+        args.output,
+        cfg.preset,
+        cfg.ngf,
+        cfg.semantic_nc,
+        cfg.describe_channels(),
+        h,
+        w,
+        ", VAE" + (" + encoder" if cfg.has_encoder else "") if cfg.use_vae else "",
+    )
+    return 0
+
+
+# ---- synthesize ------------------------------------------------------------------------------------------
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from spade_rt.images import save_output
+    from spade_rt.labels import load_inputs
+    from spade_rt.runtime.synthesizer import Synthesizer
+
+    with Synthesizer(args.model, backend=args.backend) as synth:
+        spec = synth.spec
+        ids, edges = load_inputs(spec.labels, args.labels, args.instance, resize=not args.no_resize)
+        z = None
+        if spec.use_vae:
+            if args.z is not None:
+                z = _load_z(args.z, spec.z_dim)
+            elif args.style is not None:
+                if not hasattr(synth.backend, "encode_style"):
+                    raise InputError("--style needs a native model with an encoder (the PyTorch backend)")
+                z = synth.backend.encode_style(args.style)
+            else:
+                z = synth.make_z(1, args.seed)
+        elif args.z is not None or args.style is not None:
+            raise InputError(f"{args.model} is not a VAE model: it takes no --z or --style")
+        output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
+        images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
+        if output == "uint8" and images.ndim == 3:
+            images = images[None]
+    for path in save_output(args.output, images):
+        log.info("wrote %s", path)
+    return 0
+
+
+def _load_z(path: str, z_dim: int):
+    import numpy as np
+
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read --z {path} as a .npy array: {exc}") from None
+    if z.shape not in ((z_dim,), (1, z_dim)):
+        raise InputError(f"--z {path} has shape {z.shape}: expected ({z_dim},) or (1, {z_dim})")
+    return z.reshape(1, z_dim).astype(np.float32)
+
+
+# ---- info ------------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from spade_rt.runtime.synthesizer import model_kind
+
+    kind = model_kind(args.model)
+    if kind != "native":
+        return cmd_inspect(args)
+    require_toolchain("info")
+    from spade_rt.training.model_io import count_parameters, generator_macs, load_model
+
+    model = load_model(args.model)
+    cfg = model.config
+    h, w = cfg.output_hw
+    info = {
+        "file": str(model.path),
+        "kind": "spade-rt native model",
+        "preset": cfg.preset,
+        "inputs": {
+            "labels": f"N x {h} x {w} ids 0..{cfg.num_label_ids - 1}",
+            **({"instance": f"N x {h} x {w} instance ids (edges computed)"} if cfg.use_instance else {}),
+            **({"z": f"N x {cfg.z_dim} float32"} if cfg.use_vae else {}),
+        },
+        "output": f"N x 3 x {h} x {w} float32 in [-1, 1]",
+        "semantic_nc": cfg.semantic_nc,
+        "ngf": cfg.ngf,
+        "num_upsampling_layers": cfg.num_upsampling_layers,
+        "norm_G": cfg.norm_G,
+        "use_vae": cfg.use_vae,
+        "encoder": cfg.has_encoder,
+        "parameters": count_parameters(model.generator),
+        "gmacs_per_image": round(generator_macs(cfg) / 1e9, 2),
+        "source": model.source,
+    }
+    _print_info(info, args.json)
+    return 0
+
+
+def _print_info(info: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            sys.stdout.write(f"{key:<{width}}  \n")
+            for k, v in value.items():
+                sys.stdout.write(f"  {k:<{width - 2}}  {v}\n")
+        else:
+            sys.stdout.write(
+                f"{key:<{width}}  {value:,}\n"
+                if isinstance(value, int) and not isinstance(value, bool)
+                else f"{key:<{width}}  {value}\n"
+            )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from spade_rt.runtime.inspect import inspect_model
+
+    _print_info(inspect_model(args.model), args.json)
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spade-rt",
+        description="Real-time SPADE/GauGAN label-to-image synthesis: convert original checkpoints, export exact "
+        "ONNX graphs, build FP16 TensorRT engines, synthesize, benchmark, train.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"spade-rt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "convert",
+        help="original latest_net_G.pth -> spade-rt model (.safetensors)",
+        description="Load an original SPADE generator checkpoint safely (weights only), check it "
+        "against the preset and write a spade-rt model: safetensors weights + JSON config.",
+    )
+    p.add_argument("checkpoint", help="latest_net_G.pth from the original SPADE code")
+    p.add_argument(
+        "--preset",
+        required=True,
+        choices=("coco", "ade20k", "cityscapes", "facades", "custom"),
+        help="dataset conventions: label count, dontcare, instance edges, size",
+    )
+    p.add_argument("--encoder", help="latest_net_E.pth of a VAE model (enables synthesize --style)")
+    p.add_argument("-o", "--output", required=True, help="output model file, e.g. coco.safetensors")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "synthesize",
+        help="label map -> image (.png) or network output (.npy)",
+        description="Run a model on a label PNG (class ids; 255 = unlabeled). The map is resized "
+        "with NEAREST to the model's size, as the original test pipeline does.",
+    )
+    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine")
+    p.add_argument("--labels", required=True, help="label PNG: one channel of class ids")
+    p.add_argument("--instance", help="instance PNG (models with an edge channel; default: label boundaries)")
+    zg = p.add_mutually_exclusive_group()
+    zg.add_argument("--z", help="VAE models: style vector, a .npy of shape (z_dim,)")
+    zg.add_argument("--seed", type=int, default=0, help="VAE models: seed of a standard-normal z (default 0)")
+    zg.add_argument("--style", help="VAE models with an encoder: take z from this style image")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=".png/.jpg: RGB image; .npy: float32 N x 3 x H x W in [-1, 1], the network output",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        help="default: by file kind (.safetensors: torch, .onnx: onnxruntime, .engine: tensorrt)",
+    )
+    p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser(
+        "info",
+        help="what a model takes and gives, parameters, GMACs",
+        description="Describe a spade-rt model: preset, input/output shapes, parameter count, "
+        "GMACs per image of the original formulation.",
+    )
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    try:
+        return args.func(args)
+    except SpadeRtError as exc:
+        sys.stderr.write(f"spade-rt {args.command}: error: {exc}\n")
+        return 1
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        sys.stderr.write(f"spade-rt {args.command}: error: {exc.strerror}: {exc.filename}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Label and instance map pipeline, exactly as the original SPADE test pipeline feeds its network.
+
+torch-free (numpy + Pillow); the toolchain and the runtime both call it, so a label map becomes the same
+ids everywhere. Order of operations, following data/pix2pix_dataset.py and Pix2PixModel.preprocess_input:
+
+1. read the PNG as ids (mode L / P / I;16 / I, one channel);
+2. resize with Pillow's NEAREST to the model's (H, W) (the original resizes every map to the crop size);
+3. stored 255 ("unlabeled") -> ``label_nc`` (the dontcare id);
+4. instance map: same NEAREST resize, then edge = the pixel differs from any 4-neighbour, marked on both
+   sides of the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from spade_rt.errors import InputError, LabelError
+from spade_rt.presets import DONTCARE_STORED_ID, Preset, output_size
+
+log = logging.getLogger(__name__)
+
+_ID_MODES = {"L", "P", "I;16", "I;16L", "I;16B", "I"}
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What a model expects as input: its label ids, whether it takes instance edges, and its size."""
+
+    label_nc: int
+    contain_dontcare_label: bool
+    use_instance: bool
+    height: int
+    width: int
+
+    @classmethod
+    def from_preset(cls, preset: Preset) -> LabelSpec:
+        h, w = output_size(preset.crop_size, preset.aspect_ratio, preset.num_upsampling_layers)
+        return cls(preset.label_nc, preset.contain_dontcare_label, preset.use_instance, h, w)
+
+    @property
+    def num_label_ids(self) -> int:
+        """Accepted ids are 0 .. num_label_ids - 1."""
+        return self.label_nc + (1 if self.contain_dontcare_label else 0)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """uint8 when every id fits, else int32 (the dtype of the exported graph's label input)."""
+        return np.dtype(np.uint8) if self.num_label_ids <= 256 else np.dtype(np.int32)
+
+
+def _open_single_channel(path: str | Path, what: str) -> np.ndarray:
+    """Read a one-channel PNG as an integer array (H, W); refuse colour images with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode not in _ID_MODES:
+                bands = len(im.getbands())
+                raise InputError(
+                    f"{what} {path} has {bands} channel(s) (mode {mode}): expected one channel of integer "
+                    f"values (PNG mode L, P, I;16 or I)"
+                )
+            arr = np.array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"cannot read {what} {path} as an image: {exc}") from None
+    if arr.ndim != 2:
+        raise InputError(f"{what} {path} decoded to shape {arr.shape}: expected (H, W)")
+    if arr.dtype not in (np.uint8, np.int32):
+        arr = arr.astype(np.int32)  # 16-bit PNGs; values are kept as stored
+    return arr
+
+
+def read_label_ids(path: str | Path) -> np.ndarray:
+    """Label PNG -> ids as stored, (H, W) uint8 or int32. Dontcare (255) is not mapped yet."""
+    return _open_single_channel(path, "label map")
+
+
+def read_instance_map(path: str | Path) -> np.ndarray:
+    """Instance PNG -> (H, W) integer map; only equality between neighbours matters downstream."""
+    return _open_single_channel(path, "instance map")
+
+
+def resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pillow NEAREST resize of an integer map (H, W) to (height, width), as torchvision.Resize does."""
+    if arr.shape == (height, width):
+        return arr
+    if arr.dtype == np.uint8:
+        return np.asarray(Image.fromarray(arr).resize((width, height), Image.NEAREST))
+    if arr.min(initial=0) < np.iinfo(np.int32).min or arr.max(initial=0) > np.iinfo(np.int32).max:
+        raise InputError(f"map values {arr.min()}..{arr.max()} do not fit int32")
+    im = Image.fromarray(arr.astype(np.int32))
+    return np.asarray(im.resize((width, height), Image.NEAREST)).astype(np.int32)
+
+
+def map_dontcare(ids: np.ndarray, label_nc: int) -> np.ndarray:
+    """Stored 255 -> ``label_nc``, as the original dataset does for every preset.
+
+    Label sets with more than 255 classes use 255 as a real class, so nothing is mapped there.
+    """
+    if label_nc > DONTCARE_STORED_ID:
+        return ids
+    out = ids.copy()
+    out[ids == DONTCARE_STORED_ID] = label_nc
+    return out
+
+
+def instance_edges(inst: np.ndarray) -> np.ndarray:
+    """(..., H, W) instance ids -> (..., H, W) uint8 edges: 1 where a 4-neighbour differs (both sides)."""
+    edge = np.zeros(inst.shape, dtype=bool)
+    horizontal = inst[..., :, 1:] != inst[..., :, :-1]  # (.., H, W-1)
+    edge[..., :, 1:] |= horizontal
+    edge[..., :, :-1] |= horizontal
+    vertical = inst[..., 1:, :] != inst[..., :-1, :]  # (.., H-1, W)
+    edge[..., 1:, :] |= vertical
+    edge[..., :-1, :] |= vertical
+    return edge.astype(np.uint8)
+
+
+def check_label_ids(ids: np.ndarray, num_label_ids: int, source: str = "label map") -> None:
+    """Raise LabelError naming the first unknown id and how many pixels carry it."""
+    if ids.size == 0:
+        raise LabelError(f"{source} is empty")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo >= 0 and hi < num_label_ids:
+        return
+    bad = ids[(ids < 0) | (ids >= num_label_ids)]
+    values, counts = np.unique(bad, return_counts=True)
+    shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:5].tolist(), counts[:5].tolist()))
+    more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+    raise LabelError(
+        f"{source} holds label id(s) the model does not know: {shown}{more}; accepted ids are 0..{num_label_ids - 1}"
+    )
+
+
+def prepare_label_ids(ids: np.ndarray, spec: LabelSpec, resize: bool = True, source: str = "label map"):
+    """Stored ids (H, W) -> model ids (spec.height, spec.width) in ``spec.id_dtype``, checked."""
+    if ids.ndim != 2:
+        raise InputError(f"{source} has shape {ids.shape}: expected (H, W)")
+    if ids.shape != (spec.height, spec.width):
+        if not resize:
+            raise InputError(
+                f"{source} is {ids.shape[0]}x{ids.shape[1]}: the model takes {spec.height}x{spec.width} "
+                f"(allow resizing or resize it yourself with NEAREST)"
+            )
+        log.debug("resizing %s %s -> %dx%d (nearest)", source, ids.shape, spec.height, spec.width)
+        ids = resize_nearest(ids, spec.height, spec.width)
+    ids = map_dontcare(ids, spec.label_nc)
+    check_label_ids(ids, spec.num_label_ids, source)
+    return ids.astype(spec.id_dtype, copy=False)
+
+
+def prepare_edges(inst: np.ndarray, spec: LabelSpec, resize: bool = True, source: str = "instance map"):
+    """Instance map (H, W) -> uint8 edge map (spec.height, spec.width), computed after the resize."""
+    if inst.ndim != 2:
+        raise InputError(f"{source} has shape {inst.shape}: expected (H, W)")
+    if inst.shape != (spec.height, spec.width):
+        if not resize:
+            raise InputError(f"{source} is {inst.shape[0]}x{inst.shape[1]}: the model takes {spec.height}x{spec.width}")
+        inst = resize_nearest(inst, spec.height, spec.width)
+    return instance_edges(inst)
+
+
+def load_inputs(
+    spec: LabelSpec,
+    labels: str | Path,
+    instance: str | Path | None = None,
+    resize: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Label PNG (+ instance PNG) -> (ids (H, W), edges (H, W) uint8 or None), ready for any backend.
+
+    A model that takes instance edges but gets no instance map uses the label map's own boundaries
+    (what interactive GauGAN front-ends do); the log says so.
+    """
+    raw = read_label_ids(labels)
+    ids = prepare_label_ids(raw, spec, resize, source=f"label map {labels}")
+    edges = None
+    if spec.use_instance:
+        if instance is None:
+            log.info("no instance map given: using the label map's boundaries as instance edges")
+            edges = prepare_edges(raw.astype(np.int32), spec, resize, source=f"label map {labels}")
+        else:
+            inst = read_instance_map(instance)
+            edges = prepare_edges(inst, spec, resize, source=f"instance map {instance}")
+    elif instance is not None:
+        log.warning("this model takes no instance edges: ignoring %s", instance)
+    return ids, edges

@@ -1,0 +1,98 @@
+"""Dataset presets: the label conventions of the original SPADE code, as data.
+
+Shared by the runtime (label validation, resizing) and the toolchain (network shapes), so both read the
+same numbers. torch-free.
+
+Label conventions, as the original test pipeline applies them (data/pix2pix_dataset.py):
+- every label map is resized with NEAREST to the crop size, then stored 255 ("unlabeled") becomes id
+  ``label_nc``; that id is a real input channel only when the preset has a dontcare label;
+- ade20k ids are used *as stored* (0 = "other", 1..150 classes): the original ``ADE20KDataset.postprocess``
+  shifts a local copy and never writes it back, so the pretrained ADE20K models saw raw ids;
+- the instance edge channel (when used) comes last, after the label channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spade_rt.errors import ConfigError
+
+UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
+DONTCARE_STORED_ID = 255  # what the dataset PNGs store for "unlabeled"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Label conventions and default geometry of one dataset."""
+
+    name: str
+    label_nc: int  # classes without the dontcare id
+    contain_dontcare_label: bool  # 255 -> label_nc is an input channel
+    use_instance: bool  # an instance edge channel follows the label channels
+    crop_size: int  # output width
+    aspect_ratio: float  # width / height
+    num_upsampling_layers: str  # normal | more | most
+    summary: str
+
+    @property
+    def num_label_ids(self) -> int:
+        """How many distinct ids the network accepts: 0 .. num_label_ids-1 (dontcare included)."""
+        return self.label_nc + (1 if self.contain_dontcare_label else 0)
+
+    @property
+    def semantic_nc(self) -> int:
+        """Input channels of the one-hot formulation: labels (+ dontcare) (+ instance edge)."""
+        return self.num_label_ids + (1 if self.use_instance else 0)
+
+    def describe_channels(self) -> str:
+        """'182 labels + dontcare + instance edge' style breakdown of semantic_nc."""
+        parts = [f"{self.label_nc} labels"]
+        if self.contain_dontcare_label:
+            parts.append("dontcare")
+        if self.use_instance:
+            parts.append("instance edge")
+        return " + ".join(parts)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("coco", 182, True, True, 256, 1.0, "normal", "COCO-Stuff 256x256, instance edges"),
+        Preset("ade20k", 150, True, False, 256, 1.0, "normal", "ADE20K 256x256, ids as stored (0 = other)"),
+        Preset("cityscapes", 35, False, True, 512, 2.0, "more", "Cityscapes 256x512, instance edges"),
+        Preset("facades", 13, False, False, 256, 1.0, "normal", "CMP Facades 256x256"),
+        Preset("custom", 13, False, False, 256, 1.0, "normal", "your own labels (set label_nc and flags)"),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name, with an error that lists the accepted names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}") from None
+
+
+def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str) -> tuple[int, int]:
+    """(sh, sw): the generator's first feature map, exactly as the original computes it."""
+    if num_upsampling_layers not in UPSAMPLING_LAYERS:
+        raise ConfigError(
+            f"num_upsampling_layers {num_upsampling_layers!r} is not one of {', '.join(UPSAMPLING_LAYERS)}"
+        )
+    sw = crop_size // (2 ** UPSAMPLING_LAYERS[num_upsampling_layers])
+    sh = round(sw / aspect_ratio)
+    if sw < 1 or sh < 1:
+        raise ConfigError(
+            f"crop_size {crop_size} with aspect_ratio {aspect_ratio} and {num_upsampling_layers!r} upsampling "
+            f"gives an empty {sh}x{sw} latent map: crop_size must be at least "
+            f"{2 ** UPSAMPLING_LAYERS[num_upsampling_layers] * max(1, round(aspect_ratio))}"
+        )
+    return sh, sw
+
+
+def output_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str) -> tuple[int, int]:
+    """(H, W) of the generated image (and of the label map the network is fed)."""
+    sh, sw = latent_size(crop_size, aspect_ratio, num_upsampling_layers)
+    scale = 2 ** UPSAMPLING_LAYERS[num_upsampling_layers]
+    return sh * scale, sw * scale

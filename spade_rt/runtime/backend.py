@@ -1,0 +1,67 @@
+"""The one small interface every backend implements (PyTorch, ONNX Runtime, TensorRT).
+
+A backend takes validated host arrays and returns the network output; the ``Synthesizer`` does the
+validation, batching and image conversion, so a backend only moves data and runs the network.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spade_rt.labels import LabelSpec
+
+LABELS, EDGES, Z, IMAGE = "labels", "edges", "z", "image"  # tensor names of the exported graphs
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a loaded model takes and gives, whatever file it came from."""
+
+    preset: str
+    labels: LabelSpec
+    use_vae: bool = False
+    z_dim: int = 256
+    output: str = "float"  # 'float': (N, 3, H, W) in [-1, 1]; 'uint8': (N, H, W, 3) RGB
+    min_batch: int = 1
+    max_batch: int | None = None  # None: any
+    precision: str = "fp32"
+    dynamic_size: bool = False  # the graph takes any H, W (multiples of the latent cell)
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def uses_edges(self) -> bool:
+        return self.labels.use_instance
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds of the last call, per stage (host->device, compute, device->host, total)."""
+
+    h2d_ms: float = 0.0
+    compute_ms: float = 0.0
+    d2h_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class Backend(abc.ABC):
+    """Runs one model. ``run`` gets contiguous arrays already checked against ``spec``."""
+
+    name: str = "backend"
+    spec: ModelSpec
+    last_times: StageTimes
+
+    @abc.abstractmethod
+    def run(self, labels: np.ndarray, edges: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
+        """labels (N, H, W) ids, edges (N, H, W) uint8 or None, z (N, z_dim) float32 or None -> output."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release device memory, sessions, contexts."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
