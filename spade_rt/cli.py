@@ -82,14 +82,14 @@ def _model_options(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in keys}
 
 
-def require_toolchain(command: str) -> None:
-    """Toolchain commands need torch; say how to get it instead of an ImportError traceback."""
+def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safetensors", "onnx")) -> None:
+    """Toolchain commands need torch (and onnx); say how to get them instead of an ImportError traceback."""
     import importlib.util
 
-    missing = [m for m in ("torch", "safetensors") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise BackendUnavailableError(
-            f"`spade-rt {command}` needs the PyTorch toolchain ({', '.join(missing)} not installed): "
+            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): "
             "pip install 'spade-rt[export]' (CPU torch: pip install torch==2.13.0 first)"
         )
 
@@ -222,6 +222,102 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- export ----------------------------------------------------------------------------------------------
+def _parse_batch(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch {text!r}: expected N or MIN:OPT:MAX, e.g. 1:1:8") from None
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"batch {text!r}: expected N or MIN:OPT:MAX, e.g. 1:1:8")
+    return tuple(parts)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 256x512") from None
+    return h, w
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    require_toolchain("export")
+    from spade_rt.export.exporter import export_model
+    from spade_rt.export.onnx_graph import GraphOptions
+
+    options = GraphOptions(
+        precision=args.precision,
+        output=args.output,
+        batch=args.batch,
+        size=args.size,
+        dynamic=args.dynamic,
+        opset=args.opset,
+    )
+    export_model(
+        args.model,
+        args.destination,
+        options,
+        verify=not args.no_verify,
+        verify_samples=args.verify_samples,
+        verify_labels=args.verify_labels,
+    )
+    return 0
+
+
+# ---- build -----------------------------------------------------------------------------------------------
+def _parse_bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected bytes or a number with K/M/G, e.g. 4G") from None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    require_toolchain("build", ("onnx",))
+    from spade_rt.engines import BUILT_DIR, get_recipe
+    from spade_rt.export.trt_build import build_engine
+    from spade_rt.runtime.synthesizer import model_kind
+
+    source = Path(args.input)
+    kind = model_kind(source)
+    if kind == "engine":
+        raise InputError(f"{source} is already an engine: build takes an ONNX graph or a spade-rt model")
+    recipe = get_recipe(args.recipe) if args.recipe else None
+    if kind == "native":  # export first, with the recipe's options
+        if recipe is None:
+            raise InputError("building from a spade-rt model needs --recipe (e.g. ade20k-256-fp16); or export first")
+        require_toolchain("build")
+        from spade_rt.export.exporter import export_model
+        from spade_rt.export.onnx_graph import GraphOptions
+        from spade_rt.training.model_io import load_model
+
+        preset = load_model(source).config.preset
+        if preset != recipe.preset:
+            raise InputError(f"recipe {recipe.name} is for preset {recipe.preset}; {source} is a {preset} model")
+        source = recipe.onnx_path()
+        export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
+    elif recipe is not None:
+        raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
+    destination = args.destination or (recipe.engine_path() if recipe else BUILT_DIR / f"{source.stem}.engine")
+    build_engine(
+        source,
+        destination,
+        backend=args.backend,
+        workspace=args.workspace,
+        compute_capabilities=args.compute_capability,
+        timing_cache=args.timing_cache,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 # ---- parser ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -234,7 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spade-rt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    # the same flags after the command name (spade-rt build ... -q); SUPPRESS keeps the top-level value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="warnings and errors only, no progress bars",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = sub.add_parser
+
+    def add_parser(name, **kw):
+        return add(name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+    sub.add_parser = add_parser
 
     p = sub.add_parser(
         "convert",
@@ -281,6 +393,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser(
+        "export",
+        help="spade-rt model -> exact, verified ONNX inference graph",
+        description="Write the inference graph: label ids in (no one-hot), spectral and batch norm folded, one-hot "
+        "convs as lookups, gamma/beta fused; FP16 weights and convs with --precision fp16. The graph is run under "
+        "ONNX Runtime against the PyTorch network before anything is written; OUT.onnx.json holds the report.",
+    )
+    p.add_argument("model", help="spade-rt model (.safetensors) or training run directory")
+    p.add_argument("-o", dest="destination", required=True, metavar="OUT.onnx", help="graph to write")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="fp16: FP16 weights and convolutions in the graph itself (what strongly typed TensorRT needs)",
+    )
+    p.add_argument(
+        "--output",
+        choices=("float", "uint8"),
+        default="float",
+        help="float: N x 3 x H x W in [-1, 1]; uint8: N x H x W x 3 RGB (4x less to copy back)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_parse_batch,
+        default=(1, 1, 8),
+        metavar="MIN:OPT:MAX",
+        help="batch range for engine profiles (default 1:1:8; one number fixes the batch)",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--size",
+        type=_parse_size,
+        metavar="HxW",
+        help="fixed output size (default: the model's; multiples of 32, 64 for 'more')",
+    )
+    size.add_argument("--dynamic", action="store_true", help="symbolic H and W (models with a conv fc)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
+    p.add_argument(
+        "--verify-labels",
+        nargs="+",
+        default=[],
+        metavar="PNG",
+        help="your own label maps to verify on, besides the random ones",
+    )
+    p.add_argument("--verify-samples", type=int, default=2, help="random label maps to verify on (default 2)")
+    p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch (not recommended)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "build",
+        help="ONNX graph -> TensorRT / TensorRT-RTX engine + manifest",
+        description="Build an engine from a graph written by `spade-rt export`. Profiles come from the graph's batch "
+        "(and size) range. TensorRT-RTX builds ahead of time on any machine, GPU or not; full TensorRT builds on "
+        "and for the GPU it runs on. OUT.engine.json records IO, precision, builder version, GPU targets, hashes.",
+    )
+    p.add_argument("input", help="graph from `spade-rt export` (fp16 for speed), or a spade-rt model with --recipe")
+    p.add_argument(
+        "-o", dest="destination", metavar="OUT.engine", help="engine to write (default: engines/built/NAME.engine)"
+    )
+    p.add_argument("--recipe", help="export options of engines/recipes.json, e.g. ade20k-256-fp16 (model input)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "tensorrt", "tensorrt-rtx"),
+        default="auto",
+        help="auto: full TensorRT if installed, else TensorRT-RTX",
+    )
+    p.add_argument("--workspace", type=_parse_bytes, metavar="SIZE", help="builder workspace limit, e.g. 4G")
+    p.add_argument(
+        "--compute-capability",
+        nargs="+",
+        metavar="CC",
+        help="TensorRT-RTX targets, e.g. 7.5 8.6 8.9 12.0 (default: 8.0 8.6 8.9 12.0 and later)",
+    )
+    p.add_argument(
+        "--timing-cache",
+        metavar="FILE",
+        help="TensorRT timing cache to reuse and update (default: timing.cache beside the engine)",
+    )
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
         "info",

@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from reference_spade import RefEncoder, randomize_, ref_generator_for
+
+from spade_rt.errors import CheckpointMismatchError, ModelFormatError, UnsafeCheckpointError
 from spade_rt.training.checkpoint import infer_generator_config, load_torch_state_dict
 from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.convert import convert_checkpoint
@@ -20,7 +21,7 @@ from spade_rt.training.model_io import (
 )
 from spade_rt.training.networks import SPADEGenerator
 
-from spade_rt.errors import CheckpointMismatchError, ModelFormatError, UnsafeCheckpointError
+from reference_spade import RefEncoder, randomize_, ref_generator_for
 
 
 class Payload:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference_spade import ref_generator_for
 
 from conftest import run_cli
+from reference_spade import ref_generator_for
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from spade_rt.cli import main
+
 from reference_spade import (
     blobby_labels,
     ref_generator_for,
@@ -18,8 +21,6 @@ from reference_spade import (
     ref_semantics,
     rel_l2,
 )
-
-from spade_rt.cli import main
 
 NUM_IDS = {"coco": 183, "ade20k": 151, "cityscapes": 35}
 

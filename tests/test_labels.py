@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference_spade import ref_edges, ref_load_ids, ref_load_instance
 
 from spade_rt.errors import InputError, LabelError
 from spade_rt.labels import (
@@ -19,6 +18,8 @@ from spade_rt.labels import (
     resize_nearest,
 )
 from spade_rt.presets import get_preset
+
+from reference_spade import ref_edges, ref_load_ids, ref_load_instance
 
 COCO = LabelSpec.from_preset(get_preset("coco"))
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from spade_rt.training.config import GeneratorConfig
 from torch import nn
 
 from spade_rt.errors import CheckpointMismatchError, ConfigError, ModelFormatError, UnsafeCheckpointError
 from spade_rt.presets import PRESETS, get_preset, latent_size
+from spade_rt.training.config import GeneratorConfig
 
 log = logging.getLogger(__name__)
 

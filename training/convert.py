@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from spade_rt.io_utils import sha256_file
 from spade_rt.training.checkpoint import infer_encoder_norm, infer_generator_config, load_torch_state_dict
 from spade_rt.training.model_io import NativeModel, build_encoder, build_generator, save_model
-
-from spade_rt.io_utils import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from spade_rt.training.checkpoint import StateDict, load_strict
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.layers import SNConv2d
-from spade_rt.training.networks import ConvEncoder, SPADEGenerator
 
 from spade_rt import __version__
 from spade_rt.errors import ConfigError, ModelFormatError
 from spade_rt.io_utils import atomic_path
+from spade_rt.training.checkpoint import StateDict, load_strict
+from spade_rt.training.config import GeneratorConfig
+from spade_rt.training.layers import SNConv2d
+from spade_rt.training.networks import ConvEncoder, SPADEGenerator
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.layers import conv2d, norm_wrapped_conv
-from torch import nn
 
 SPADE_HIDDEN = 128  # width of the SPADE mlp (hard-coded in the original)
 

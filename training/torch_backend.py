@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from spade_rt.training.model_io import build_encoder, build_generator, load_model
-from spade_rt.training.semantics import semantics_from_numpy
 
 from spade_rt.errors import InputError
 from spade_rt.runtime.backend import Backend, ModelSpec, StageTimes
+from spade_rt.training.model_io import build_encoder, build_generator, load_model
+from spade_rt.training.semantics import semantics_from_numpy
 
 
 class TorchBackend(Backend):

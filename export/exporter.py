@@ -1,0 +1,115 @@
+"""``spade-rt export``: native model -> verified ONNX graph + JSON report, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import onnx
+
+from spade_rt import __version__
+from spade_rt.errors import ExportError
+from spade_rt.export.folding import fold_generator
+from spade_rt.export.graph_stats import graph_macs, op_counts
+from spade_rt.export.onnx_graph import GraphOptions, build_graph
+from spade_rt.export.verify import verify_graph
+from spade_rt.io_utils import atomic_path
+from spade_rt.training.model_io import build_generator, generator_macs, load_model
+
+log = logging.getLogger(__name__)
+
+
+def report_path(onnx_path: str | Path) -> Path:
+    return Path(f"{onnx_path}.json")
+
+
+def export_model(
+    model_path: str | Path,
+    output: str | Path,
+    options: GraphOptions,
+    *,
+    verify: bool = True,
+    verify_samples: int = 2,
+    verify_labels=(),
+) -> dict:
+    """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure."""
+    t0 = time.perf_counter()
+    native = load_model(model_path)
+    net = build_generator(native)
+    folded = fold_generator(net)
+    source = {"model": Path(native.path).name, "model_config": native.config.to_dict(), **native.source}
+    model = build_graph(folded, options, {"source": source})
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"internal: the emitted graph fails the ONNX checker: {str(exc).splitlines()[0]}") from None
+    data = model.SerializeToString()
+    t_emit = time.perf_counter() - t0
+    hw = options.validate(folded)
+
+    verification = None
+    if verify:
+        verification = verify_graph(
+            data,
+            native.config,
+            native.generator,
+            options.precision,
+            options.output,
+            hw,
+            max_batch=options.batch[2],
+            samples=verify_samples,
+            user_labels=verify_labels,
+        ).to_dict()
+    else:
+        log.warning("verification skipped (--no-verify): the graph was not compared with the PyTorch network")
+
+    macs = graph_macs(model, batch=1)
+    cfg = native.config
+    original = generator_macs(cfg.replace(crop_size=hw[1], aspect_ratio=hw[1] / hw[0]) if hw != cfg.output_hw else cfg)
+    report = {
+        "onnx": Path(output).name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "spade_rt": __version__,
+        "onnx_version": onnx.__version__,
+        "options": {
+            "precision": options.precision,
+            "output": options.output,
+            "batch": list(options.batch),
+            "size": list(hw),
+            "dynamic": options.dynamic,
+            "opset": options.opset,
+        },
+        "inputs": {i.name: _shape(i) for i in model.graph.input},
+        "outputs": {o.name: _shape(o) for o in model.graph.output},
+        "gmacs_per_image": round(sum(macs.values()) / 1e9, 2),
+        "gmacs_by_op": {k: round(v / 1e9, 2) for k, v in macs.items()},
+        "original_gmacs_per_image": round(original / 1e9, 2),
+        "ops": op_counts(model),
+        "verification": verification,
+        "seconds": {"emit": round(t_emit, 2)},
+        "source": source,
+    }
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    output = Path(output)
+    with atomic_path(output) as tmp_onnx, atomic_path(report_path(output)) as tmp_json:
+        tmp_onnx.write_bytes(data)
+        tmp_json.write_text(json.dumps(report, indent=2) + "\n")
+    log.info(
+        "wrote %s (%.1f MB, %s, %.1f GMACs/image vs %.1f in the original formulation)",
+        output,
+        len(data) / 1e6,
+        options.precision,
+        report["gmacs_per_image"],
+        report["original_gmacs_per_image"],
+    )
+    return report
+
+
+def _shape(value_info) -> dict:
+    t = value_info.type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+    return {"dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
