@@ -318,6 +318,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- train -----------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    require_toolchain("train", ("torch", "safetensors"))
+    from spade_rt.training.train import run_from_args
+
+    return run_from_args(args)
+
+
 # ---- parser ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -473,6 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorRT timing cache to reuse and update (default: timing.cache beside the engine)",
     )
     p.set_defaults(func=cmd_build)
+
+    from spade_rt.training.options import TRAIN_DESCRIPTION, TRAIN_EPILOG, add_train_arguments  # torch-free
+
+    p = sub.add_parser(
+        "train", help="train a SPADE generator (resumable, torchrun-ready)", description=TRAIN_DESCRIPTION,
+        epilog=TRAIN_EPILOG,
+    )  # fmt: skip
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "info",

@@ -62,6 +62,7 @@ PRESETS: dict[str, Preset] = {
         Preset("cityscapes", 35, False, True, 512, 2.0, "more", "Cityscapes 256x512, instance edges"),
         Preset("facades", 13, False, False, 256, 1.0, "normal", "CMP Facades 256x256"),
         Preset("custom", 13, False, False, 256, 1.0, "normal", "your own labels (set label_nc and flags)"),
+        Preset("landscape", 10, False, False, 256, 1.0, "normal", "procedural landscapes (the demo), ids 0..9"),
     )
 }
 
