@@ -119,7 +119,7 @@ class Preprocess:
         self._check_fits(new_w, new_h, source)
         if (new_w, new_h) != img.size:
             img = img.resize((new_w, new_h), Image.BICUBIC)
-        return self._crop_flip(np.asarray(img), pos, flip)
+        return self._crop_flip(np.array(img), pos, flip)
 
     def _crop_flip(self, arr: np.ndarray, pos: tuple[int, int], flip: bool) -> np.ndarray:
         if "crop" in self.mode:

@@ -25,10 +25,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from spade_rt import __version__
 from spade_rt.errors import ConfigError
 from spade_rt.io_utils import atomic_write_json
-from spade_rt.training import distributed as D_
+from spade_rt.training import distributed, outputs
 from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.dataset import (
     BatchOrder,
@@ -39,9 +38,8 @@ from spade_rt.training.dataset import (
 )
 from spade_rt.training.layers import init_weights
 from spade_rt.training.loss import LossWeights, SPADELoss, VGGLoss
-from spade_rt.training.model_io import NativeModel, save_model
+from spade_rt.training.model_io import save_model
 from spade_rt.training.networks import ConvEncoder, MultiscaleDiscriminator, SPADEGenerator
-from spade_rt.training.samples import label_palette, sample_grid, save_png
 from spade_rt.training.state import capture_rng, load_state, restore_rng, save_state
 
 log = logging.getLogger(__name__)
@@ -138,7 +136,7 @@ def training_loop(
 ) -> dict[str, Any]:
     options = {k: v for k, v in locals().items() if k not in ("run_dir", "resume", "progress")}
     run = Path(run_dir)
-    info = D_.init_distributed(device)
+    info = distributed.init_distributed(device)
     dev = info.device
     _check_options(options)
     fdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
@@ -159,6 +157,13 @@ def training_loop(
         has_encoder=use_vae,
         norm_E=norm_E,
     )
+    if use_vae and cfg.crop_size < 256:
+        raise ConfigError(
+            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
+            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
+        )
+    if use_vae and z_dim != 256:
+        raise ConfigError(f"use_vae needs z_dim 256 (got {z_dim}): the original style encoder always encodes 256-d z")
     saved_options = _check_run_dir(run, options, resume)
     mode = dataset_mode or default_dataset_mode(preset)
     dataset = build_dataset(
@@ -214,8 +219,9 @@ def training_loop(
             G_ema.load_state_dict(state["G_ema"])
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
-        scaler_G.load_state_dict(state["scaler_G"]) if use_amp and state.get("scaler_G") else None
-        scaler_D.load_state_dict(state["scaler_D"]) if use_amp and state.get("scaler_D") else None
+        if use_amp and state.get("scaler_G"):
+            scaler_G.load_state_dict(state["scaler_G"])
+            scaler_D.load_state_dict(state["scaler_D"])
         restore_rng(state["rng"])
         start = int(state["step"])
         _warn_order_changes(saved_options, options, state, fingerprint)
@@ -225,11 +231,11 @@ def training_loop(
     G_run, D_run, E_run = G, D, E
     if info.distributed:
         if "syncbatch" in norm_G:
-            D_.convert_sync_batchnorm(G, dev)
+            distributed.convert_sync_batchnorm(G, dev)
         if "syncbatch" in norm_D:
-            D_.convert_sync_batchnorm(D, dev)
+            distributed.convert_sync_batchnorm(D, dev)
         if E is not None and "syncbatch" in norm_E:
-            D_.convert_sync_batchnorm(E, dev)
+            distributed.convert_sync_batchnorm(E, dev)
         ids = [dev.index] if dev.type == "cuda" else None
         G_run, D_run = DistributedDataParallel(G, device_ids=ids), DistributedDataParallel(D, device_ids=ids)
         E_run = DistributedDataParallel(E, device_ids=ids) if E is not None else None
@@ -253,9 +259,9 @@ def training_loop(
     if info.is_main:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run / "options.json", options)
-        _truncate_stats(run / "stats.jsonl", start)
-        writer = _tensorboard(run, start) if tensorboard else None
-        preview = _preview_batch(dataset, num_samples)
+        outputs.truncate_stats(run / "stats.jsonl", start)
+        writer = outputs.open_tensorboard(run, start) if tensorboard else None
+        preview = outputs.preview_batch(dataset, num_samples)
         log.info(
             "training %s: ngf %d, %dx%d, %d samples, global batch %d on %d process(es), %s, steps %d -> %d",
             preset, ngf, *cfg.output_hw, len(dataset), batch_size, info.world_size, dev, start, steps,
@@ -280,63 +286,64 @@ def training_loop(
             "world_size": info.world_size,
         }
         save_state(run / "state.pt", state)
-        save_model(run / "latest.safetensors", _native(cfg, G_ema or G, E, run, step, ema))
+        save_model(run / "latest.safetensors", outputs.native_model(cfg, G_ema or G, E, run, step, ema))
 
     # ---- the loop ---------------------------------------------------------------------------------
     stats: dict[str, float] = {}
     t_start = time.perf_counter()
-    bar = _progress(progress and info.is_main, start, steps)
-    for step in range(start, steps):
-        f = 1.0 if lr_decay_steps <= 0 else min(1.0, (steps - step) / lr_decay_steps)
-        for group in opt_G.param_groups:
-            group["lr"] = lr_G * f
-        for group in opt_D.param_groups:
-            group["lr"] = lr_D * f
-        batch = next(batches)
-        seg = loss.semantics(batch, dev).to(fdtype)  # (n, semantic_nc, H, W), n = batch_size / processes
-        real = batch["image"].to(dev, fdtype, non_blocking=True)  # (n, 3, H, W) in [-1, 1]
-        eps_g, eps_d = _vae_noise(use_vae, seed, step, batch_size, z_dim, info.rank * local, local, dev, fdtype)
+    bar = outputs.progress_bar(progress and info.is_main, start, steps)
+    with outputs.log_through(bar):  # log lines above the progress bar, not through it
+        for step in range(start, steps):
+            f = 1.0 if lr_decay_steps <= 0 else min(1.0, (steps - step) / lr_decay_steps)
+            for group in opt_G.param_groups:
+                group["lr"] = lr_G * f
+            for group in opt_D.param_groups:
+                group["lr"] = lr_D * f
+            batch = next(batches)
+            seg = loss.semantics(batch, dev).to(fdtype)  # (n, semantic_nc, H, W), n = batch_size / processes
+            real = batch["image"].to(dev, fdtype, non_blocking=True)  # (n, 3, H, W) in [-1, 1]
+            eps_g, eps_d = _vae_noise(use_vae, seed, step, batch_size, z_dim, info.rank * local, local, dev, fdtype)
 
-        # Gmain: generator (+ encoder) step; D takes no gradient
-        D.requires_grad_(False)
-        opt_G.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-            g_total, g_losses, _ = loss.gmain(seg, real, eps_g)
-        scaler_G.scale(g_total).backward()
-        scaler_G.step(opt_G)
-        scaler_G.update()
-        if G_ema is not None:
-            _update_ema(G_ema, G, ema_decay)
+            # Gmain: generator (+ encoder) step; D takes no gradient
+            D.requires_grad_(False)
+            opt_G.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                g_total, g_losses, _ = loss.gmain(seg, real, eps_g)
+            scaler_G.scale(g_total).backward()
+            scaler_G.step(opt_G)
+            scaler_G.update()
+            if G_ema is not None:
+                _update_ema(G_ema, G, ema_decay)
 
-        # Dmain: discriminator step on the same batch, fake regenerated by the updated G
-        D.requires_grad_(True)
-        opt_D.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-            d_total, d_losses, = loss.dmain(seg, real, eps_d)  # fmt: skip
-        scaler_D.scale(d_total).backward()
-        scaler_D.step(opt_D)
-        scaler_D.update()
+            # Dmain: discriminator step on the same batch, fake regenerated by the updated G
+            D.requires_grad_(True)
+            opt_D.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                d_total, d_losses, = loss.dmain(seg, real, eps_d)  # fmt: skip
+            scaler_D.scale(d_total).backward()
+            scaler_D.step(opt_D)
+            scaler_D.update()
 
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            stats = D_.mean_across({**g_losses, **d_losses}, info)
-            if info.is_main:
-                _record(run, writer, done, stats, lr_G * f, lr_D * f, time.perf_counter() - t_start)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-        bar.update(1)
-        if info.is_main and (done % sample_every == 0 or done == steps):
-            _write_samples(run, writer, done, preview, G_ema or G, E, cfg, dev)
-        if done % save_every == 0 or done == steps:
-            save(done)
-        if info.is_main and done % snapshot_every == 0:
-            _snapshot(run, done, cfg, G_ema or G, E, options, ema)
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                stats = distributed.mean_across({**g_losses, **d_losses}, info)
+                if info.is_main:
+                    outputs.record_losses(run, writer, done, stats, lr_G * f, lr_D * f, time.perf_counter() - t_start)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
+            bar.update(1)
+            if info.is_main and (done % sample_every == 0 or done == steps):
+                outputs.write_samples(run, writer, done, preview, G_ema or G, E, cfg, dev)
+            if done % save_every == 0 or done == steps:
+                save(done)
+            if info.is_main and done % snapshot_every == 0:
+                outputs.write_snapshot(run, done, cfg, G_ema or G, E, options, ema)
     bar.close()
     if start >= steps and info.is_main:
         log.info("%s is already at step %d (>= --steps %d): nothing to do", run, start, steps)
     del batches
     if writer is not None:
         writer.close()
-    D_.barrier(info)
+    distributed.barrier(info)
     elapsed = time.perf_counter() - t_start
     if info.is_main and start < steps:
         log.info("done: %d steps in %.1f s; model %s", steps - start, elapsed, run / "latest.safetensors")
@@ -417,80 +424,3 @@ def _update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
     buffers = dict(net.named_buffers())
     for name, b in ema.named_buffers():
         b.copy_(buffers[name])
-
-
-def _native(cfg: GeneratorConfig, G: nn.Module, E: nn.Module | None, run: Path, step: int, ema: bool) -> NativeModel:
-    """The native model of a run: fp32 tensors (a float64 verification run is rounded)."""
-    source = {"trained_by": f"spade-rt {__version__}", "run": run.name, "step": step, "ema": ema}
-    f32 = lambda sd: {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
-    return NativeModel(cfg, f32(G.state_dict()), f32(E.state_dict()) if E is not None else None, source)
-
-
-def _snapshot(run: Path, step: int, cfg, G, E, options: dict[str, Any], ema: bool) -> None:
-    path = run / "snapshots" / f"model-{step:06d}.safetensors"
-    save_model(path, _native(cfg, G, E, run, step, ema))
-    atomic_write_json(path.with_suffix(".json"), {"step": step, "options": options})
-
-
-def _preview_batch(dataset, n: int) -> dict[str, torch.Tensor]:
-    """The first ``n`` samples (epoch 0), fixed for the whole run."""
-    items = [dataset[(i, 0)] for i in range(min(n, len(dataset)))]
-    return torch.utils.data.default_collate(items)
-
-
-@torch.no_grad()
-def _write_samples(run: Path, writer, step: int, batch, G: nn.Module, E, cfg: GeneratorConfig, dev) -> None:
-    """Eval-mode G (running BN statistics, stored SN vectors: no state changes) on the preview batch."""
-    from spade_rt.training.semantics import one_hot_semantics
-
-    edges = batch["edges"].to(dev) if batch["edges"].numel() else None
-    dtype = next(G.parameters()).dtype
-    seg = one_hot_semantics(batch["label"].to(dev), cfg.num_label_ids, edges, dtype=dtype)
-    real = batch["image"].to(dev, dtype)
-    was_training = G.training
-    G.eval()
-    z = None
-    if E is not None:
-        E.eval()
-        z, _ = E(real)  # the mean style of each real image
-        E.train()
-    fake = G(seg, z).float().cpu().numpy()
-    G.train(was_training)
-    grid = sample_grid(batch["label"].numpy(), fake, real.cpu().numpy(), label_palette(cfg.num_label_ids, cfg.preset))
-    save_png(run / "samples" / f"step-{step:06d}.png", grid)
-    if writer is not None:
-        writer.add_image("samples", grid, step, dataformats="HWC")
-
-
-def _record(run: Path, writer, step: int, stats: dict[str, float], lr_G: float, lr_D: float, elapsed: float):
-    line = {"step": step, "seconds": round(elapsed, 2), "lr_G": lr_G, "lr_D": lr_D, **stats}
-    with open(run / "stats.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
-    if writer is not None:
-        for k, v in stats.items():
-            writer.add_scalar(f"Loss/{k}", v, step)
-        writer.add_scalar("Progress/lr_G", lr_G, step)
-    log.debug("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in stats.items()))
-
-
-def _truncate_stats(path: Path, start: int) -> None:
-    """On resume, drop lines of steps after the resumed state (they will be redone)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
-    path.write_text("".join(ln + "\n" for ln in lines))
-
-
-def _tensorboard(run: Path, start: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is in the 'train' extra
-        log.warning("TensorBoard logging is off: the tensorboard package is not installed (pip install tensorboard)")
-        return None
-    return SummaryWriter(str(run / "tensorboard"), purge_step=start or None)
-
-
-def _progress(enabled: bool, start: int, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")
