@@ -151,6 +151,13 @@ def test_custom_and_cityscapes_layouts_pair_files(tmp_path):
 def test_preprocess_options_are_checked(coco_sample):
     with pytest.raises(ConfigError, match="aspect ratio 2.0 needs 'fixed'"):
         Preprocess("resize_and_crop", 286, 256, 2.0, True)
+    sw = Preprocess("scale_width_and_crop", 286, 256, 1.0, True)
+    assert sw.resized_size(640, 480) == (286, 214)  # width to load size, height kept in proportion
+    with pytest.raises(InputError, match="smaller than the 256x256 crop"):
+        sw.apply_ids(np.zeros((480, 640), np.uint8), (0, 0), False, "label map x.png")
+    crop = Preprocess("crop", 0, 64, 1.0, False)
+    out = crop.apply_ids(np.arange(100 * 80, dtype=np.int32).reshape(80, 100), (5, 7), False, "x")
+    assert out.shape == (64, 64) and out[0, 0] == 7 * 100 + 5  # no resize, window at (x 5, y 7)
     with pytest.raises(ConfigError, match="multiple of 32"):  # 100 px crops, but the generator makes 96 px
         build_dataset(GeneratorConfig.from_preset("coco", crop_size=100), "coco", dataroot=str(coco_sample))
 

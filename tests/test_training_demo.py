@@ -43,8 +43,12 @@ def test_demo_model_paints_held_out_scenes_in_their_class_colours():
     assert sand[0] > sand[2] + 30, sand  # warm sand
     assert tree.sum() < grass.sum() - 60, (tree, grass)  # dark trees
     assert sea[2] > sea[0] + 20, sea  # blue water
-    # close to the procedural renderings the model learned from (mean absolute error in 0..255)
-    assert np.abs(rgb - rendered.astype(np.float32)).mean() < 40
+    # close to the procedural renderings the model learned from: every class's mean colour within 30 levels
+    # (measured <= 22), and a mean absolute error of 15 per pixel (0..255; a flat mean-colour picture gives 39)
+    for cls in np.unique(ids):
+        want = rendered[ids == cls].astype(np.float32).mean(0)
+        assert np.abs(mean(cls) - want).max() < 30, (LANDSCAPE_NAMES[cls], mean(cls), want)
+    assert np.abs(rgb - rendered.astype(np.float32)).mean() < 25
 
 
 def test_readme_command_makes_a_picture(tmp_path):
