@@ -122,11 +122,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from spade_rt.images import save_output
     from spade_rt.labels import load_inputs
-    from spade_rt.runtime.synthesizer import Synthesizer
+    from spade_rt.palettes import palette_for
+    from spade_rt.runtime.synthesizer import Synthesizer, model_kind
 
-    with Synthesizer(args.model, backend=args.backend) as synth:
+    options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
+    with Synthesizer(args.model, backend=args.backend, **options) as synth:
         spec = synth.spec
-        ids, edges = load_inputs(spec.labels, args.labels, args.instance, resize=not args.no_resize)
+        palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
         z = None
         if spec.use_vae:
             if args.z is not None:
@@ -139,10 +141,27 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                 z = synth.make_z(1, args.seed)
         elif args.z is not None or args.style is not None:
             raise InputError(f"{args.model} is not a VAE model: it takes no --z or --style")
+
+        if Path(args.labels).is_dir():
+            from spade_rt.runtime.jobs import synthesize_folder
+
+            synthesize_folder(
+                synth,
+                Path(args.labels),
+                Path(args.output),
+                instance_dir=Path(args.instance) if args.instance else None,
+                fmt=args.format,
+                batch_size=args.batch_size or 1,
+                z=z,
+                seed=args.seed,
+                resize=not args.no_resize,
+                palette=palette,
+                progress=not getattr(args, "quiet", False),
+            )
+            return 0
+        ids, edges = load_inputs(spec.labels, args.labels, args.instance, not args.no_resize, palette)
         output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
         images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
-        if output == "uint8" and images.ndim == 3:
-            images = images[None]
     for path in save_output(args.output, images):
         log.info("wrote %s", path)
     return 0
@@ -372,9 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a model on a label PNG (class ids; 255 = unlabeled). The map is resized "
         "with NEAREST to the model's size, as the original test pipeline does.",
     )
-    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine")
-    p.add_argument("--labels", required=True, help="label PNG: one channel of class ids")
-    p.add_argument("--instance", help="instance PNG (models with an edge channel; default: label boundaries)")
+    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine (.engine)")
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="label PNG (one channel of class ids, or colour-coded with the preset's palette), "
+        "or a folder of them (then -o is a folder)",
+    )
+    p.add_argument(
+        "--instance",
+        help="instance PNG or folder, matched by file name (models with an edge "
+        "channel; default: the label map's boundaries)",
+    )
     zg = p.add_mutually_exclusive_group()
     zg.add_argument("--z", help="VAE models: style vector, a .npy of shape (z_dim,)")
     zg.add_argument("--seed", type=int, default=0, help="VAE models: seed of a standard-normal z (default 0)")
@@ -392,6 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: by file kind (.safetensors: torch, .onnx: onnxruntime, .engine: tensorrt)",
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
+    p.add_argument(
+        "--palette",
+        choices=("coco", "ade20k", "cityscapes", "landscape", "none"),
+        help="decode colour-coded label maps with this palette (default: the model's preset)",
+    )
+    p.add_argument("--batch-size", type=int, help="folder mode: maps per call (default 1)")
+    p.add_argument("--format", choices=("png", "npy"), default="png", help="folder mode: output files")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="engines: rebuild a stale engine from the ONNX graph beside it instead of failing",
+    )
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser(
@@ -473,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorRT timing cache to reuse and update (default: timing.cache beside the engine)",
     )
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "inspect",
+        help="an engine or ONNX graph: IO, precision, profiles, builder, GPU targets",
+        description="Describe an engine (from its manifest, plus whether it can run here) or an ONNX graph "
+        "(torch-free, through ONNX Runtime).",
+    )
+    p.add_argument("model", help="X.engine (with X.engine.json) or X.onnx")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser(
         "info",
