@@ -7,7 +7,8 @@ backend is timed over the same boundary: label ids in host memory -> picture in 
 - ``torch-fp16``: the same in fp16 with channels_last (GPU only: CPU fp16 convolutions are not a baseline);
 - ``torch-compile``: the same through torch.compile (mode max-autotune-no-cudagraphs on CPU,
   reduce-overhead = CUDA graphs on GPU);
-- ``onnxruntime``: our exported graph (fp32 on CPU, the fp16 graph on the CUDA provider);
+- ``onnxruntime``: our exported static graph (fp32 on CPU, the fp16 graph on the CUDA provider);
+- ``onnxruntime-dedup``: our dedup graph (gamma/beta once per distinct label patch), fp32, CPU;
 - ``tensorrt``: our fp16 engine through the spade_rt runtime (TensorRT or TensorRT-RTX).
 """
 
@@ -87,7 +88,7 @@ def torch_contestant(name: str, model_path: Path, device: str) -> Contestant:
     raise ValueError(name)
 
 
-def onnxruntime_contestant(onnx_path: Path, device: str) -> Contestant:
+def onnxruntime_contestant(onnx_path: Path, device: str, name: str = "onnxruntime") -> Contestant:
     from spade_rt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -95,13 +96,9 @@ def onnxruntime_contestant(onnx_path: Path, device: str) -> Contestant:
         backend = OnnxRuntimeBackend(onnx_path, providers=providers)
     except Exception as exc:
         raise UnavailableError(str(exc)) from None
-    prec = backend.spec.precision
-    return Contestant(
-        "onnxruntime",
-        f"spade-rt graph ({prec}) on ONNX Runtime {providers[0]}",
-        backend.run,
-        extra={"backend": backend},
-    )
+    kind = backend.spec.extra.get("graph_options", {}).get("graph", "static")
+    description = f"spade-rt {kind} graph ({backend.spec.precision}) on ONNX Runtime {providers[0]}"
+    return Contestant(name, description, backend.run, extra={"backend": backend})
 
 
 def tensorrt_contestant(engine_path: Path | None, reason: str | None) -> Contestant:

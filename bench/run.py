@@ -35,7 +35,7 @@ from spade_rt.training.networks import SPADEGenerator
 
 log = logging.getLogger(__name__)
 
-ALL_BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "tensorrt")
+ALL_BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt")
 BASELINE = "torch"
 
 
@@ -130,16 +130,20 @@ def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
-    def graph(precision: str) -> Path:
-        path = work / f"graph_{precision}.onnx"
+    def graph(precision: str, kind: str = "static") -> Path:
+        path = work / f"graph_{kind}_{precision}.onnx"
         if not path.is_file():
-            export_model(model_path, path, GraphOptions(precision=precision, batch=(1, 1, batch_max)))
+            export_model(model_path, path, GraphOptions(precision=precision, batch=(1, 1, batch_max), graph=kind))
         return path
 
     if name.startswith("torch"):
         return None
     if name == "onnxruntime":
         return graph("fp16" if device == "cuda" else "fp32")
+    if name == "onnxruntime-dedup":
+        if device == "cuda":
+            raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
+        return graph("fp32", "dedup")
     if name == "tensorrt":
         if device != "cuda":
             raise UnavailableError("needs an NVIDIA GPU (this run is on the CPU)")
@@ -157,8 +161,8 @@ def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch
 def load_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:
     if name.startswith("torch"):
         return torch_contestant(name, model_path, device)
-    if name == "onnxruntime":
-        return onnxruntime_contestant(artifact, device)
+    if name.startswith("onnxruntime"):
+        return onnxruntime_contestant(artifact, device, name)
     return tensorrt_contestant(artifact, None)
 
 
@@ -166,7 +170,7 @@ def run_bench(
     preset: str = "ade20k",
     ngf: int = 64,
     size: tuple[int, int] | None = None,
-    backends=("torch", "torch-compile", "onnxruntime", "tensorrt"),
+    backends=("torch", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt"),
     batches=(1, 4),
     device: str = "cpu",
     model: Path | None = None,

@@ -25,7 +25,7 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path, coco_sample):
         coco_sample,
     )
     result = json.loads(out.read_text())
-    assert set(result["backends"]) == {"torch", "onnxruntime", "tensorrt"}
+    assert set(result["backends"]) == {"torch", "onnxruntime", "onnxruntime-dedup", "tensorrt"}
     base = result["backends"]["torch"]
     ours = result["backends"]["onnxruntime"]
     for entry in (base, ours):
@@ -36,6 +36,7 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path, coco_sample):
         assert entry["throughput"]["2"]["images_per_s"] > 0
     assert base["accuracy"]["max_rel_l2"] == 0.0  # the baseline against itself
     assert ours["accuracy"]["max_rel_l2"] < 1e-5 and ours["accuracy"]["maps"] == 8  # real COCO-Stuff maps
+    assert result["backends"]["onnxruntime-dedup"]["accuracy"]["max_rel_l2"] < 1e-5
     assert abs(ours["speedup_vs_baseline"] - base["latency_ms"]["p50"] / ours["latency_ms"]["p50"]) < 1e-9
     if result["machine"]["device"] == "cpu":
         assert (
