@@ -18,7 +18,7 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path, coco_sample):
         "--preset",
         "coco",
         "--backends",
-        "torch,onnxruntime,tensorrt",
+        "torch,onnxruntime,onnxruntime-dedup,tensorrt",
         "--json",
         out,
         "--data",
