@@ -107,7 +107,13 @@ class Synthesizer:
         if labels.ndim not in (2, 3):
             raise InputError(f"labels must be (H, W) or (N, H, W), got shape {labels.shape}")
         batch = labels if labels.ndim == 3 else labels[None]
-        if batch.shape[1:] != (spec.height, spec.width) and not self.spec.dynamic_size:
+        if self.spec.dynamic_size:
+            m = self.spec.extra.get("size_multiple", 1)
+            if batch.shape[1] % m or batch.shape[2] % m:
+                raise InputError(
+                    f"labels are {batch.shape[1]}x{batch.shape[2]}: this graph takes sizes in multiples of {m}"
+                )
+        elif batch.shape[1:] != (spec.height, spec.width):
             if not resize:
                 raise InputError(
                     f"labels are {batch.shape[1]}x{batch.shape[2]}; this model takes {spec.height}x{spec.width} "
