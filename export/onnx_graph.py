@@ -345,12 +345,13 @@ class _Emitter:
             x = g.op("Mul", [g.op("Add", [x, g.const(np.float32(1), "one")]), g.const(np.float32(0.5), "half")])
             x = g.op("Mul", [x, g.const(np.float32(255), "c255")])
             x = g.op("Clip", [x, g.const(np.float32(0), "lo"), g.const(np.float32(255), "hi")])
-            x = g.cast(g.op("Floor", [x]), TensorProto.UINT8, "rgb")
-            x = g.op("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
+            x = g.op("Transpose", [g.op("Floor", [x])], "nhwc", perm=[0, 2, 3, 1])
+            # the cast to uint8 is the graph's last node: TensorRT takes uint8 only at the graph's edge
+            x = g.cast(x, TensorProto.UINT8, "rgb")
             out = helper.make_tensor_value_info(IMAGE, TensorProto.UINT8, [batch, h, w, 3])
         else:
             out = helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [batch, 3, h, w])
-        g.nodes.append(helper.make_node("Identity", [x], [IMAGE], name="output"))
+        g.nodes[-1].output[0] = IMAGE  # the last node writes the graph output directly
         doc = (
             f"SPADE generator ({cfg.preset}, ngf {cfg.ngf}) rewritten for inference by spade-rt: label ids in, "
             "one-hot convs as lookups, spectral and batch norm folded."

@@ -60,7 +60,9 @@ def test_onnx_matches_original_network_fp32_and_fp16(tmp_path, preset, use_vae):
     errors = {}
     for precision, bound in (("fp32", 1e-5), ("fp16", 1e-2)):
         out = tmp_path / f"{preset}_{precision}.onnx"
-        assert main(["export", str(model), "-o", str(out), "--precision", precision, "--verify-samples", "1", "-q"]) == 0
+        assert (
+            main(["export", str(model), "-o", str(out), "--precision", precision, "--verify-samples", "1", "-q"]) == 0
+        )
         got = run_onnx(out, ids.astype(np.uint8), edges, z)
         errors[precision] = rel_l2(got, want)
         assert errors[precision] < bound, (precision, errors[precision])
