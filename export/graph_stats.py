@@ -30,7 +30,11 @@ def _static_copy(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
 
 
 def graph_macs(model: onnx.ModelProto, batch: int = 1) -> dict[str, int]:
-    """MACs per op type for one call at ``batch`` (symbolic H, W: the spec's size)."""
+    """MACs per op type for one call at ``batch`` (symbolic H, W: the spec's size).
+
+    MatMuls over data-dependent row counts (the dedup graph's per-distinct-patch products) are not counted;
+    their number is returned under "data_dependent_matmuls".
+    """
     inferred = shape_inference.infer_shapes(_static_copy(model, batch), data_prop=True)
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
@@ -42,6 +46,8 @@ def graph_macs(model: onnx.ModelProto, batch: int = 1) -> dict[str, int]:
         if node.op_type == "Conv":
             w = inits[node.input[1]]
             out = shapes.get(node.output[0])
+            if out and out[0] is None:  # a batch dim that shape inference lost behind a data-dependent reshape
+                out = [batch, *out[1:]]
             if not out or None in out:
                 raise ValueError(f"no static shape for {node.output[0]}")
             n_out = 1
@@ -52,8 +58,11 @@ def graph_macs(model: onnx.ModelProto, batch: int = 1) -> dict[str, int]:
         elif node.op_type in ("Gemm", "MatMul"):
             a = shapes.get(node.input[0]) or inits.get(node.input[0])
             b = inits.get(node.input[1]) or shapes.get(node.input[1])
-            if a is None or b is None or None in a or None in b:
+            if a is None or b is None or None in a[1:] or None in b:
                 raise ValueError(f"no static shape for {node.name}")
+            if a[0] is None:  # rows = distinct patches: known only when it runs
+                macs["data_dependent_matmuls"] += 1
+                continue
             k = a[-1]
             n = b[0] if node.op_type == "Gemm" and any(at.name == "transB" and at.i for at in node.attribute) else b[-1]
             rows = 1

@@ -27,6 +27,8 @@ from spade_rt.export.folding import FoldedBlock, FoldedGenerator, FoldedSPADE
 from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
 from spade_rt.runtime.backend import EDGES, IMAGE, LABELS, Z
 
+DEDUP_MIN_PIXELS = 128 * 128  # below this a resolution's dense conv is cheaper than the patch bookkeeping
+DEDUP_MAX_CELLS = 1 << 21  # patch ids are packed three to an int64: every grid must stay below 2^21 cells
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: ONNX Runtime >= 1.16, TensorRT 10 / TensorRT-RTX
 FP16_MAX = 65504.0
 SPEC_KEY = "spade_rt.spec"
@@ -40,6 +42,7 @@ class GraphOptions:
     size: tuple[int, int] | None = None  # fixed (H, W); None with dynamic=False: the model's own size
     dynamic: bool = False  # symbolic H, W (non-VAE models only)
     opset: int = 17
+    graph: str = "static"  # static: shape-static, for TensorRT/GPUs | dedup: per-distinct-patch modulation (CPU)
 
     def validate(self, folded: FoldedGenerator) -> tuple[int, int]:
         cfg = folded.config
@@ -66,6 +69,16 @@ class GraphOptions:
                 f"a VAE model's linear fc fixes its size to {cfg.output_hw[0]}x{cfg.output_hw[1]}: "
                 "--size/--dynamic are for models with a convolutional fc"
             )
+        if self.graph not in ("static", "dedup"):
+            raise ExportError(f"graph {self.graph!r} is not supported: expected static or dedup")
+        if self.graph == "dedup":
+            if self.precision != "fp32" or self.dynamic:
+                raise ExportError("--graph dedup is an fp32, fixed-size graph for ONNX Runtime on CPUs")
+            if hi * (h + 4) * (w + 4) >= DEDUP_MAX_CELLS:
+                raise ExportError(
+                    f"--graph dedup packs patch ids into int64: batch {hi} x {h}x{w} is too large "
+                    f"(batch x (H+4) x (W+4) must stay below {DEDUP_MAX_CELLS}); lower --batch MAX"
+                )
         return h, w
 
 
@@ -100,7 +113,8 @@ class _Emitter:
         self.o = options
         dtype = np.float16 if options.precision == "fp16" else np.float32
         self.g = GraphBuilder(options.opset, dtype)
-        self.shared: dict[int, str] = {}  # stride -> (N, K, h, w) ReLU'd mlp_shared outputs
+        self.shared: dict[int, str] = {}  # stride -> (N, K, h, w) ReLU'd mlp_shared outputs (static mode)
+        self.dedup_ab: dict[int, tuple[str, str]] = {}  # id(spade) -> (a, b) dense maps (dedup mode)
         self.fc_out: str | None = None
 
     # ---- lookups -------------------------------------------------------------------------------------
@@ -113,10 +127,13 @@ class _Emitter:
             idx = g.op("Add", [idx, g.op("Mul", [e, v])], "index")
         return idx  # (N, H, W) int32
 
-    def lookups(self, idx: str) -> None:
+    def lookups(self, idx: str, hw: tuple[int, int]) -> None:
         g = self.g
         for stride, table in sorted(self.f.lookups.items()):
             r = idx if stride == 1 else g.slice(idx, [0, 0], [INT64_MAX, INT64_MAX], [1, 2], [stride, stride], "ds")
+            if self.dedups(stride, table, hw):
+                self.dedup_modulation(r, stride, (hw[0] // stride, hw[1] // stride))
+                continue
             k = table.kernel_size
             pad = k // 2
             padded = g.op(
@@ -144,6 +161,98 @@ class _Emitter:
                 summed = shared
             self.shared[stride] = g.op("Transpose", [g.op("Relu", [summed], "actv")], "actv_nchw", perm=[0, 3, 1, 2])
 
+    # ---- dedup mode: modulation once per distinct label patch ------------------------------------------------
+    def dedups(self, stride: int, table, hw: tuple[int, int]) -> bool:
+        """Dedup a resolution when asked, where it pays (large maps), and where the algebra applies (3x3, no fc)."""
+        h, w = hw[0] // stride, hw[1] // stride
+        return self.o.graph == "dedup" and table.kernel_size == 3 and not table.relu_from and h * w >= DEDUP_MIN_PIXELS
+
+    def _unique_ids(self, codes: str, shape: list[int]) -> tuple[str, str, str]:
+        """Unique over all codes -> (ids of ``shape``: dense 0..U-1, count U as a (1,) int64, first occurrences)."""
+        g = self.g
+        flat = g.op("Reshape", [codes, g.ints([-1])], "codes")
+        values, first, inverse, _ = g.op("Unique", [flat], "uniq", 4, sorted=1)
+        count = g.op("Shape", [values], "count")  # (1,) int64
+        return g.op("Reshape", [inverse, g.ints(shape)], "patch_ids"), count, first
+
+    def _triples(self, grid: str, base: str, axis: int, length: int) -> str:
+        """grid[..i..]*base^2 + grid[..i+1..]*base + grid[..i+2..] along ``axis`` (1: rows, 2: columns)."""
+        g = self.g
+        parts = [g.slice(grid, [i], [i + length], [axis], hint="shift") for i in range(3)]
+        base2 = g.op("Mul", [base, base], "base2")
+        return g.op(
+            "Add", [g.op("Add", [g.op("Mul", [parts[0], base2]), g.op("Mul", [parts[1], base])]), parts[2]], "triple"
+        )
+
+    def dedup_modulation(self, r: str, stride: int, hw: tuple[int, int]) -> None:
+        """For every SPADE at this resolution: a, b (N, C, h, w) computed once per distinct 5x5 label patch.
+
+        The SPADE modulation at a pixel depends only on the 5x5 patch of indices around it (3x3 for the
+        one-hot conv, 3x3 again for gamma/beta), and on which of its neighbours lie outside the image (their
+        activation is zero padding). Patches are numbered exactly (no hashing): horizontal triples of indices
+        -> Unique -> vertical triples of those ids -> Unique gives 3x3 patch ids over an (h+2) x (w+2) grid
+        whose outer ring is the padding; the same two steps on 3x3 ids give 5x5 patch ids. Per distinct 3x3
+        patch: the lookup sum and ReLU; per distinct 5x5 patch: one MatMul with the gamma/beta weights.
+        Then one gather spreads the results back over the map. fp32 only.
+        """
+        g, table, f = self.g, self.f.lookups[stride], self.f
+        h, w = hw  # reshapes below use -1 for the batch
+        R = g.const(np.array(f.index_rows, np.int64), "R")
+        idx = g.cast(r, TensorProto.INT64, "idx64")
+        pad = g.op(
+            "Pad", [idx, g.ints([0, 2, 2, 0, 2, 2]), g.const(np.array(f.sentinel, np.int64), "sentinel64")], "padded2"
+        )  # (N, h+4, w+4)
+        # 3x3 patch ids over the (h+2) x (w+2) grid of activation positions (ring = zero padding)
+        h_ids, u1, _ = self._unique_ids(self._triples(pad, R, 2, w + 2), [-1, h + 4, w + 2])
+        p3, u3, first3 = self._unique_ids(self._triples(h_ids, u1, 1, h + 2), [-1, h + 2, w + 2])
+        # the lookup sum for each distinct 3x3 patch: its 9 indices from the first place it occurs
+        acc = None
+        for t in range(9):
+            dy, dx = divmod(t, 3)
+            window = g.slice(pad, [dy, dx], [dy + h + 2, dx + w + 2], [1, 2], hint="tap")
+            tap = g.op("Reshape", [window, g.ints([-1])], "tapflat")
+            ids_t = g.op("Gather", [tap, first3], "patch_tap", axis=0)  # (u3,)
+            if t == 4:
+                centre = ids_t
+            rows = g.op("Gather", [g.weight(table.rows[t], f"lookup{stride}.tap{t}"), ids_t], "rows", axis=0)
+            acc = rows if acc is None else g.op("Add", [acc, rows], "taps")
+        actv = g.op("Relu", [g.op("Add", [acc, g.weight(table.bias, f"lookup{stride}.bias")])], "actv_u")  # (u3, K)
+        inside = g.op("Not", [g.op("Equal", [centre, g.const(np.array(f.sentinel, np.int64), "s64")])])
+        inside = g.op("Unsqueeze", [g.cast(inside, TensorProto.FLOAT, "inside"), g.ints([1])])
+        actv = g.op("Mul", [actv, inside], "actv_masked")  # positions outside the image: zero padding
+        # 5x5 patch ids: triples of 3x3 ids, then triples of those
+        h5, u4, _ = self._unique_ids(self._triples(p3, u3, 2, w), [-1, h + 2, w])
+        p5, _, first5 = self._unique_ids(self._triples(h5, u4, 1, h), [-1, h, w])
+        around = []  # for each distinct 5x5 patch, the 3x3 ids of the 9 activation positions around its centre
+        for t in range(9):
+            dy, dx = divmod(t, 3)
+            win = g.op("Reshape", [g.slice(p3, [dy, dx], [dy + h, dx + w], [1, 2], hint="win"), g.ints([-1])])
+            around.append(g.op("Unsqueeze", [g.op("Gather", [win, first5], "around", axis=0), g.ints([1])]))
+        around = g.op("Concat", around, "around9", axis=1)  # (u5, 9)
+        spades = [
+            s
+            for blk in self.f.blocks
+            if blk.stride == stride
+            for s in (blk.norm_0, blk.norm_s, blk.norm_1)
+            if s is not None
+        ]
+        outputs, sizes = [], []
+        for spade in spades:
+            off = spade.shared_offset - table.relu_from
+            hidden = g.slice(actv, [off], [off + 128], [1], hint="actv_j")  # (u3, 128)
+            patch = g.op("Reshape", [g.op("Gather", [hidden, around], "patch", axis=0), g.ints([-1, 9 * 128])])
+            # (2C, 128, 3, 3) -> (9*128, 2C), tap-major to match the gathered (u5, 9, 128)
+            wmat = spade.gb_weight.transpose(2, 3, 1, 0).reshape(9 * 128, -1)
+            gb = g.op("Add", [g.op("MatMul", [patch, g.weight(wmat, "gb_mat")]), g.weight(spade.gb_bias, "gb_bias")])
+            outputs.append(gb)  # (u5, 2C)
+            sizes += [spade.channels, spade.channels]
+        table_u = g.op("Concat", outputs, "gb_u", axis=1) if len(outputs) > 1 else outputs[0]  # (u5, sum 2C)
+        dense = g.op("Transpose", [g.op("Gather", [table_u, p5], "gb_dense", axis=0)], "gb_nchw", perm=[0, 3, 1, 2])
+        parts = g.op("Split", [dense, g.ints(sizes)], "ab", len(sizes), axis=1)
+        parts = [parts] if isinstance(parts, str) else parts
+        for i, spade in enumerate(spades):
+            self.dedup_ab[id(spade)] = (parts[2 * i], parts[2 * i + 1])
+
     # ---- blocks --------------------------------------------------------------------------------------
     def modulate(self, x: str, spade: FoldedSPADE, a: str, b: str) -> str:
         """(x - m) * a + b; with instance norm: IN(x) * a + b (statistics in fp32)."""
@@ -158,44 +267,44 @@ class _Emitter:
             x = g.op("Sub", [x, g.weight(spade.mean.reshape(1, -1, 1, 1), "bn_mean")], "centred")
         return g.op("Add", [g.op("Mul", [x, a], "scaled"), b], "modulated")
 
-    def block(self, x: str, blk: FoldedBlock) -> str:
+    def static_ab(self, blk: FoldedBlock) -> dict[int, tuple[str, str]]:
+        """a, b of each SPADE of a block: the fused gamma/beta conv over its slice of the lookup output."""
         g = self.g
-        actv = self.shared[blk.stride]
-        s0, s1, ss = blk.norm_0, blk.norm_1, blk.norm_s
-        width = 128
-        # which channels of actv each SPADE reads; norm_0 and norm_s are adjacent (folding puts them so)
-        split_sizes, names = [], []
-        cursor = 0
-        for spade in (s0, ss, s1):
-            if spade is None:
-                continue
-            if spade.shared_offset - self.f.lookups[blk.stride].relu_from != cursor:
-                split_sizes.append(spade.shared_offset - self.f.lookups[blk.stride].relu_from - cursor)
-                names.append(None)
-            split_sizes.append(width)
-            names.append(spade)
-            cursor = spade.shared_offset - self.f.lookups[blk.stride].relu_from + width
-        total = self.f.lookups[blk.stride].rows.shape[-1] - self.f.lookups[blk.stride].relu_from
+        actv, table = self.shared[blk.stride], self.f.lookups[blk.stride]
+        spades = [s for s in (blk.norm_0, blk.norm_s, blk.norm_1) if s is not None]
+        # which channels of actv each SPADE reads (norm_0 and norm_s are adjacent: folding puts them so)
+        split_sizes, owners, cursor = [], [], 0
+        for spade in spades:
+            offset = spade.shared_offset - table.relu_from
+            if offset != cursor:
+                split_sizes.append(offset - cursor)
+                owners.append(None)
+            split_sizes.append(128)
+            owners.append(spade)
+            cursor = offset + 128
+        total = table.rows.shape[-1] - table.relu_from
         if cursor < total:
             split_sizes.append(total - cursor)
-            names.append(None)
+            owners.append(None)
         parts = g.op("Split", [actv, g.ints(split_sizes)], "actv_part", len(split_sizes), axis=1)
         parts = [parts] if isinstance(parts, str) else parts
-        by_spade = {id(s): p for s, p in zip(names, parts) if s is not None}
+        ab = {}
+        for spade, part in zip(owners, parts):
+            if spade is not None:
+                gb = g.conv(part, spade.gb_weight, spade.gb_bias, f"{blk.name}.gb")
+                ab[id(spade)] = tuple(g.op("Split", [gb, g.ints([spade.channels, spade.channels])], "ab", 2, axis=1))
+        return ab
 
-        def gamma_beta(spade: FoldedSPADE) -> tuple[str, str]:
-            gb = g.conv(by_spade[id(spade)], spade.gb_weight, spade.gb_bias, f"{blk.name}.gb")
-            return g.op("Split", [gb, g.ints([spade.channels, spade.channels])], "ab", 2, axis=1)
-
-        a0, b0 = gamma_beta(s0)
-        h = g.op("LeakyRelu", [self.modulate(x, s0, a0, b0)], "lrelu", alpha=0.2)
+    def block(self, x: str, blk: FoldedBlock) -> str:
+        g = self.g
+        s0, s1, ss = blk.norm_0, blk.norm_1, blk.norm_s
+        ab = self.dedup_ab if blk.stride not in self.shared else self.static_ab(blk)
+        h = g.op("LeakyRelu", [self.modulate(x, s0, *ab[id(s0)])], "lrelu", alpha=0.2)
         h = g.conv(h, *blk.conv_0, hint=f"{blk.name}.conv_0")
-        a1, b1 = gamma_beta(s1)
-        h = g.op("LeakyRelu", [self.modulate(h, s1, a1, b1)], "lrelu", alpha=0.2)
+        h = g.op("LeakyRelu", [self.modulate(h, s1, *ab[id(s1)])], "lrelu", alpha=0.2)
         h = g.conv(h, *blk.conv_1, hint=f"{blk.name}.conv_1")
         if ss is not None:
-            a_s, b_s = gamma_beta(ss)
-            skip = g.conv(self.modulate(x, ss, a_s, b_s), blk.conv_s, None, f"{blk.name}.conv_s")
+            skip = g.conv(self.modulate(x, ss, *ab[id(ss)]), blk.conv_s, None, f"{blk.name}.conv_s")
         else:
             skip = x
         return g.op("Add", [skip, h], f"{blk.name}.out")
@@ -211,7 +320,7 @@ class _Emitter:
         if cfg.use_instance:
             inputs.append(helper.make_tensor_value_info(EDGES, TensorProto.UINT8, [batch, h, w]))
             edges = EDGES
-        self.lookups(self.index_map(LABELS, edges))
+        self.lookups(self.index_map(LABELS, edges), hw)
 
         if cfg.use_vae:
             inputs.append(helper.make_tensor_value_info(Z, TensorProto.FLOAT, [batch, cfg.z_dim]))
@@ -236,12 +345,13 @@ class _Emitter:
             x = g.op("Mul", [g.op("Add", [x, g.const(np.float32(1), "one")]), g.const(np.float32(0.5), "half")])
             x = g.op("Mul", [x, g.const(np.float32(255), "c255")])
             x = g.op("Clip", [x, g.const(np.float32(0), "lo"), g.const(np.float32(255), "hi")])
-            x = g.cast(g.op("Floor", [x]), TensorProto.UINT8, "rgb")
-            x = g.op("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
+            x = g.op("Transpose", [g.op("Floor", [x])], "nhwc", perm=[0, 2, 3, 1])
+            # the cast to uint8 is the graph's last node: TensorRT takes uint8 only at the graph's edge
+            x = g.cast(x, TensorProto.UINT8, "rgb")
             out = helper.make_tensor_value_info(IMAGE, TensorProto.UINT8, [batch, h, w, 3])
         else:
             out = helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [batch, 3, h, w])
-        g.nodes.append(helper.make_node("Identity", [x], [IMAGE], name="output"))
+        g.nodes[-1].output[0] = IMAGE  # the last node writes the graph output directly
         doc = (
             f"SPADE generator ({cfg.preset}, ngf {cfg.ngf}) rewritten for inference by spade-rt: label ids in, "
             "one-hot convs as lookups, spectral and batch norm folded."

@@ -157,13 +157,20 @@ def build_engine(
     if cache is not None:
         atomic_write_bytes(cache_file, bytes(cache.serialize()))
 
+    device = {}
+    if not trt.is_rtx:  # full TensorRT builds for the GPU it runs on: record which
+        from spade_rt.runtime.cuda import Cuda
+
+        info = Cuda().info
+        device = {"device": info.name, "device_compute_capability": info.compute_capability}
     manifest = {
         "format": MANIFEST_FORMAT,
         "engine": output.name,
         "onnx": onnx_path.name,
         "onnx_sha256": sha256_file(onnx_path),
         "builder": {"module": trt.module_name, "version": trt.version, "backend": trt.backend},
-        "target_compute_capabilities": targets,
+        "target_compute_capabilities": [device["device_compute_capability"]] if device else targets,
+        **device,
         "precision": spec["precision"],
         "preset": spec["preset"],
         "label_nc": spec["label_nc"],

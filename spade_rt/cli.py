@@ -122,11 +122,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from spade_rt.images import save_output
     from spade_rt.labels import load_inputs
-    from spade_rt.runtime.synthesizer import Synthesizer
+    from spade_rt.palettes import palette_for
+    from spade_rt.runtime.synthesizer import Synthesizer, model_kind
 
-    with Synthesizer(args.model, backend=args.backend) as synth:
+    options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
+    with Synthesizer(args.model, backend=args.backend, **options) as synth:
         spec = synth.spec
-        ids, edges = load_inputs(spec.labels, args.labels, args.instance, resize=not args.no_resize)
+        palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
         z = None
         if spec.use_vae:
             if args.z is not None:
@@ -139,10 +141,27 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                 z = synth.make_z(1, args.seed)
         elif args.z is not None or args.style is not None:
             raise InputError(f"{args.model} is not a VAE model: it takes no --z or --style")
+
+        if Path(args.labels).is_dir():
+            from spade_rt.runtime.jobs import synthesize_folder
+
+            synthesize_folder(
+                synth,
+                Path(args.labels),
+                Path(args.output),
+                instance_dir=Path(args.instance) if args.instance else None,
+                fmt=args.format,
+                batch_size=args.batch_size or 1,
+                z=z,
+                seed=args.seed,
+                resize=not args.no_resize,
+                palette=palette,
+                progress=not getattr(args, "quiet", False),
+            )
+            return 0
+        ids, edges = load_inputs(spec.labels, args.labels, args.instance, not args.no_resize, palette)
         output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
         images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
-        if output == "uint8" and images.ndim == 3:
-            images = images[None]
     for path in save_output(args.output, images):
         log.info("wrote %s", path)
     return 0
@@ -255,6 +274,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         size=args.size,
         dynamic=args.dynamic,
         opset=args.opset,
+        graph=args.graph,
     )
     export_model(
         args.model,
@@ -326,6 +346,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+# ---- bench -----------------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    require_toolchain("bench")
+    from spade_rt.bench.run import ALL_BACKENDS, command_line, run_bench
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = [b for b in backends if b not in ALL_BACKENDS]
+    if unknown:
+        raise InputError(f"unknown backend(s) {', '.join(unknown)}: expected some of {', '.join(ALL_BACKENDS)}")
+    try:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    except ValueError:
+        raise InputError(f"--batch {args.batch!r}: expected comma-separated sizes, e.g. 1,4,8") from None
+    if args.quick:  # CI: proves the harness end to end on a tiny model; its timings mean nothing
+        args.ngf, args.size, args.repeats, args.warmup = 4, args.size or (64, 64), 3, 1
+        batches = (1, 2)
+    run_bench(
+        preset=args.preset,
+        ngf=args.ngf,
+        size=args.size,
+        backends=backends,
+        batches=batches,
+        device=args.device,
+        model=Path(args.model) if args.model else None,
+        data_dir=Path(args.data) if args.data else None,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        json_path=Path(args.json) if args.json else None,
+        command=command_line(),
+    )
+    return 0
+
+
 # ---- parser ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -380,9 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a model on a label PNG (class ids; 255 = unlabeled). The map is resized "
         "with NEAREST to the model's size, as the original test pipeline does.",
     )
-    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine")
-    p.add_argument("--labels", required=True, help="label PNG: one channel of class ids")
-    p.add_argument("--instance", help="instance PNG (models with an edge channel; default: label boundaries)")
+    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine (.engine)")
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="label PNG (one channel of class ids, or colour-coded with the preset's palette), "
+        "or a folder of them (then -o is a folder)",
+    )
+    p.add_argument(
+        "--instance",
+        help="instance PNG or folder, matched by file name (models with an edge "
+        "channel; default: the label map's boundaries)",
+    )
     zg = p.add_mutually_exclusive_group()
     zg.add_argument("--z", help="VAE models: style vector, a .npy of shape (z_dim,)")
     zg.add_argument("--seed", type=int, default=0, help="VAE models: seed of a standard-normal z (default 0)")
@@ -400,6 +462,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: by file kind (.safetensors: torch, .onnx: onnxruntime, .engine: tensorrt)",
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
+    p.add_argument(
+        "--palette",
+        choices=("coco", "ade20k", "cityscapes", "landscape", "none"),
+        help="decode colour-coded label maps with this palette (default: the model's preset)",
+    )
+    p.add_argument("--batch-size", type=int, help="folder mode: maps per call (default 1)")
+    p.add_argument("--format", choices=("png", "npy"), default="png", help="folder mode: output files")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="engines: rebuild a stale engine from the ONNX graph beside it instead of failing",
+    )
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser(
@@ -439,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--dynamic", action="store_true", help="symbolic H and W (models with a conv fc)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
+    p.add_argument(
+        "--graph",
+        choices=("static", "dedup"),
+        default="static",
+        help="static: shape-static graph for TensorRT and GPUs (default); dedup: computes SPADE's "
+        "gamma/beta once per distinct 5x5 label patch (exact; ~1.7x faster on CPUs with ONNX Runtime, "
+        "cost depends on the map; fp32, fixed size; not for TensorRT)",
+    )
     p.add_argument(
         "--verify-labels",
         nargs="+",
@@ -490,6 +572,43 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "inspect",
+        help="an engine or ONNX graph: IO, precision, profiles, builder, GPU targets",
+        description="Describe an engine (from its manifest, plus whether it can run here) or an ONNX graph "
+        "(torch-free, through ONNX Runtime).",
+    )
+    p.add_argument("model", help="X.engine (with X.engine.json) or X.onnx")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "bench",
+        help="eager PyTorch vs our graph and engine, side by side, on this machine",
+        description="Time the original formulation (eager PyTorch fp32, one-hot input) against stronger PyTorch "
+        "baselines and spade-rt's graph/engine, interleaved in one run, on real label maps; report latency "
+        "percentiles, throughput, memory, speed-up and accuracy vs fp32. Writes JSON + Markdown + PNG under "
+        "bench/results/<machine>-<date>/.",
+    )
+    p.add_argument("--preset", default="ade20k", choices=("coco", "ade20k", "cityscapes", "facades"))
+    p.add_argument("--ngf", type=int, default=64, help="generator width (default 64: the full-size network)")
+    p.add_argument("--size", type=_parse_size, metavar="HxW", help="output size (default: the preset's)")
+    p.add_argument("--model", help="a spade-rt model to time instead of trained-looking random weights")
+    p.add_argument(
+        "--backends",
+        default="torch,torch-compile,onnxruntime,onnxruntime-dedup,tensorrt",
+        help="comma-separated: torch (baseline, always run), torch-fp16, torch-compile, onnxruntime (static graph), "
+        "onnxruntime-dedup (CPU graph), tensorrt; those that cannot run here are recorded as skipped, with the reason",
+    )
+    p.add_argument("--batch", default="1,4", help="batch sizes; 1 gives latency, larger ones throughput")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--repeats", type=int, default=10, help="interleaved repetitions at batch 1 (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up calls per backend (default 2)")
+    p.add_argument("--data", help="the COCO-Stuff sample folder (default ../shared/data/coco_stuff_sample)")
+    p.add_argument("--json", metavar="OUT.json", help="result file (.md and .png go beside it)")
+    p.add_argument("--quick", action="store_true", help="tiny model, few repeats: proves the harness, not speed")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "info",

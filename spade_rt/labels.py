@@ -63,9 +63,10 @@ def _open_single_channel(path: str | Path, what: str) -> np.ndarray:
             mode = im.mode
             if mode not in _ID_MODES:
                 bands = len(im.getbands())
+                hint = " or a colour-coded map with a palette (--palette)" if what == "label map" else ""
                 raise InputError(
                     f"{what} {path} has {bands} channel(s) (mode {mode}): expected one channel of integer "
-                    f"values (PNG mode L, P, I;16 or I)"
+                    f"values (PNG mode L, P, I;16 or I){hint}"
                 )
             arr = np.array(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -77,8 +78,21 @@ def _open_single_channel(path: str | Path, what: str) -> np.ndarray:
     return arr
 
 
-def read_label_ids(path: str | Path) -> np.ndarray:
-    """Label PNG -> ids as stored, (H, W) uint8 or int32. Dontcare (255) is not mapped yet."""
+def read_label_ids(path: str | Path, palette: str | None = None) -> np.ndarray:
+    """Label PNG -> ids as stored, (H, W) uint8 or int32. Dontcare (255) is not mapped yet.
+
+    A colour-coded (RGB) map is decoded with ``palette`` (coco, ade20k, cityscapes, landscape) when given.
+    """
+    if palette is not None:
+        path = Path(path)
+        try:
+            with Image.open(path) as im:
+                if im.mode in ("RGB", "RGBA"):
+                    from spade_rt.palettes import decode_colours
+
+                    return decode_colours(np.asarray(im.convert("RGB")), palette, f"label map {path}")
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            pass  # _open_single_channel reports it
     return _open_single_channel(path, "label map")
 
 
@@ -172,13 +186,15 @@ def load_inputs(
     labels: str | Path,
     instance: str | Path | None = None,
     resize: bool = True,
+    palette: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label PNG (+ instance PNG) -> (ids (H, W), edges (H, W) uint8 or None), ready for any backend.
 
     A model that takes instance edges but gets no instance map uses the label map's own boundaries
-    (what interactive GauGAN front-ends do); the log says so.
+    (what interactive GauGAN front-ends do); the log says so. Colour-coded label maps are decoded with
+    ``palette``.
     """
-    raw = read_label_ids(labels)
+    raw = read_label_ids(labels, palette)
     ids = prepare_label_ids(raw, spec, resize, source=f"label map {labels}")
     edges = None
     if spec.use_instance:

@@ -12,7 +12,7 @@ from PIL import Image
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """Value noise: a coarse random grid, bicubic-upsampled to (h, w); roughly in [0, 1]."""
     coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.BICUBIC), dtype=np.float32)
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.float32)  # mode F
 
 
 def random_label_maps(n: int, h: int, w: int, num_ids: int, seed: int = 0, regions: int = 12) -> np.ndarray:

@@ -35,3 +35,25 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def gpu_available() -> str | None:
+    """None if a usable NVIDIA GPU + TensorRT are present, else the reason (the skip message)."""
+    try:
+        from spade_rt.runtime.cuda import Cuda
+        from spade_rt.runtime.trt_adapter import TensorRT
+
+        TensorRT.load("auto")
+        Cuda()
+    except Exception as exc:
+        return f"no usable GPU/TensorRT here: {exc}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = None
+    for item in items:
+        if "gpu" in item.keywords:
+            reason = reason or gpu_available() or ""
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -110,3 +110,19 @@ def test_build_errors_are_one_line_and_leave_nothing(ade20k_fp16, tmp_path):
     proc = run_cli("build", ade20k_fp16, "-o", tmp_path / "x.engine", "--compute-capability", "9.0", check=False)
     assert proc.returncode == 1 and "compute capability 9.0 is not one of" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.onnx"]
+
+
+def test_recipe_builds_a_uint8_engine_from_a_model(tmp_path, monkeypatch):
+    """`spade-rt build MODEL --recipe NAME`: export with the recipe's options, then build into engines/built/."""
+    torch.save(ref_generator_for("ade20k", 4).state_dict(), tmp_path / "G.pth")
+    assert main(["convert", str(tmp_path / "G.pth"), "--preset", "ade20k", "-o", str(tmp_path / "m.safetensors")]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", str(tmp_path / "m.safetensors"), "--recipe", "ade20k-256-fp16", "-q"]) == 0
+    built = tmp_path / "engines" / "built"
+    manifest = json.loads((built / "ade20k-256-fp16.engine.json").read_text())
+    assert manifest["outputs"]["image"]["dtype"] == "uint8" and manifest["precision"] == "fp16"
+    assert manifest["inputs"]["labels"]["max"] == [4, 256, 256]
+    report = json.loads((built / "ade20k-256-fp16.onnx.json").read_text())
+    assert report["verification"]["max_abs_levels"] <= 4  # fp16 uint8 vs the reference's tensor2im
+    proc = run_cli("build", tmp_path / "m.safetensors", "--recipe", "coco-256-fp16", check=False)
+    assert proc.returncode == 1 and "recipe coco-256-fp16 is for preset coco" in proc.stderr

@@ -39,14 +39,9 @@ def run_onnx(path, ids, edges=None, z=None):
     return sess.run(None, feeds)[0]
 
 
-def reference(ref, ids, instance, z=None):
+def reference(ref, num_ids, ids, instance, z=None):
     with torch.no_grad():
-        return ref(
-            ref_semantics(ids, NUM_IDS_OF[id(ref)], instance), None if z is None else torch.from_numpy(z)
-        ).numpy()
-
-
-NUM_IDS_OF: dict[int, int] = {}
+        return ref(ref_semantics(ids, num_ids, instance), None if z is None else torch.from_numpy(z)).numpy()
 
 
 @pytest.mark.parametrize(
@@ -65,7 +60,9 @@ def test_onnx_matches_original_network_fp32_and_fp16(tmp_path, preset, use_vae):
     errors = {}
     for precision, bound in (("fp32", 1e-5), ("fp16", 1e-2)):
         out = tmp_path / f"{preset}_{precision}.onnx"
-        assert main(["export", str(model), "-o", str(out), "--precision", precision, "-q"]) == 0
+        assert (
+            main(["export", str(model), "-o", str(out), "--precision", precision, "--verify-samples", "1", "-q"]) == 0
+        )
         got = run_onnx(out, ids.astype(np.uint8), edges, z)
         errors[precision] = rel_l2(got, want)
         assert errors[precision] < bound, (precision, errors[precision])
@@ -163,3 +160,46 @@ def test_bad_export_requests_fail_cleanly(tmp_path):
     assert proc.returncode == 2 and "invalid choice: 'int8'" in proc.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.suffix in (".onnx", ".json", ".tmp") or p.name.startswith(".")]
     assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("preset", ["coco", "ade20k"])
+def test_dedup_graph_is_exact_on_real_random_and_degenerate_maps(tmp_path, preset, coco_sample):
+    """The per-distinct-patch graph against the reference: real maps, pure noise (every patch distinct),
+    a single label (one patch), specks on the border, and a batch mixing them."""
+    ref, model = native_model(tmp_path, preset, seed=6, crop_size=128)
+    out = tmp_path / "dedup.onnx"
+    assert main(["export", str(model), "-o", str(out), "--graph", "dedup", "--batch", "1:1:4", "-q"]) == 0
+    n_ids = NUM_IDS[preset]
+    from reference_spade import ref_load_ids, ref_load_instance
+
+    real = coco_sample / "val_label" / "000000000139.png"
+    real_ids = ref_load_ids(real, (128, 128), 182) % n_ids
+    real_inst = ref_load_instance(coco_sample / "val_inst" / real.name, (128, 128))
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, n_ids, (128, 128))
+    flat = np.full((128, 128), 7)
+    specks = flat.copy()
+    specks[0, 0], specks[0, 127], specks[127, 64], specks[1, 1] = 3, 4, 5, 6
+    ids = np.stack([real_ids, noise, flat, specks])
+    inst = (
+        np.stack([real_inst, rng.integers(0, 3, (128, 128)), np.zeros((128, 128)), specks])
+        if preset == "coco"
+        else None
+    )
+    got = run_onnx(out, ids.astype(np.uint8), None if inst is None else instance_edges(inst))
+    want = reference(ref, n_ids, ids, inst)
+    for i in range(4):
+        assert rel_l2(got[i], want[i]) < 1e-5, i
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert "Unique" in ops and "MatMul" in ops
+
+
+def test_dedup_refuses_what_it_cannot_do(tmp_path):
+    _, model = native_model(tmp_path, "ade20k", crop_size=64)
+    for extra, needle in (
+        (["--precision", "fp16"], "fp32, fixed-size"),
+        (["--dynamic"], "fp32, fixed-size"),
+        (["--batch", "1:1:512"], "too large"),
+    ):
+        proc = run_cli("export", model, "-o", tmp_path / "d.onnx", "--graph", "dedup", *extra, check=False)
+        assert proc.returncode == 1 and needle in proc.stderr.strip().splitlines()[-1], proc.stderr

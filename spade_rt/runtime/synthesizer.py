@@ -107,7 +107,13 @@ class Synthesizer:
         if labels.ndim not in (2, 3):
             raise InputError(f"labels must be (H, W) or (N, H, W), got shape {labels.shape}")
         batch = labels if labels.ndim == 3 else labels[None]
-        if batch.shape[1:] != (spec.height, spec.width) and not self.spec.dynamic_size:
+        if self.spec.dynamic_size:
+            m = self.spec.extra.get("size_multiple", 1)
+            if batch.shape[1] % m or batch.shape[2] % m:
+                raise InputError(
+                    f"labels are {batch.shape[1]}x{batch.shape[2]}: this graph takes sizes in multiples of {m}"
+                )
+        elif batch.shape[1:] != (spec.height, spec.width):
             if not resize:
                 raise InputError(
                     f"labels are {batch.shape[1]}x{batch.shape[2]}; this model takes {spec.height}x{spec.width} "
@@ -187,6 +193,19 @@ class Synthesizer:
         elif output == "float" and out.dtype == np.uint8:
             raise InputError("this graph was exported with --output uint8: it cannot give float output")
         return out[0] if single and output == "uint8" else out
+
+    def run_device(self, labels, edges=None, z=None, out=None):
+        """GPU arrays in and out (``__cuda_array_interface__``: CuPy, PyTorch, Numba, JAX), no host copies.
+
+        ``labels`` (N, H, W) in the graph's id dtype, ids already mapped and checked by the caller; ``edges``
+        (N, H, W) uint8; ``z`` (N, z_dim) float32; ``out`` a GPU array of the output's shape and dtype (else
+        the engine's own output buffer's device pointer is returned, valid until the next call).
+        """
+        run_device = getattr(self.backend, "run_device", None)
+        if run_device is None:
+            raise InputError(f"the {self.backend.name} backend takes host arrays only; GPU arrays need an engine")
+        with self._lock:
+            return run_device(labels, edges, z, out)
 
     def run_batched(self, ids: np.ndarray, edges: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
         """Split a batch into chunks the model accepts (its max batch), run each, concatenate."""

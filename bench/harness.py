@@ -1,0 +1,109 @@
+"""Timing method: warm-up, then interleaved repetitions (A B C A B C ...) so that drift (thermal, frequency,
+other load) hits every contestant alike; percentiles over the repetitions; peak memory sampled while each
+contestant runs; device events where a GPU is timed."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def rss_bytes() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: psutil if present
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+class PeakSampler:
+    """Samples resident memory every ``interval`` s in a thread; ``peak - base`` is the working set added."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakSampler:
+        gc.collect()
+        self.base = self.peak = rss_bytes()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def added_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]
+
+    def summary(self) -> dict:
+        a = np.asarray(self.samples_ms)
+        return {
+            "n": int(a.size),
+            "p50": float(np.percentile(a, 50)),
+            "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean()),
+            "std": float(a.std()),
+            "min": float(a.min()),
+        }
+
+
+def interleaved(
+    calls: dict[str, Callable[[], object]],
+    repeats: int,
+    synchronize: Callable[[], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Timing]:
+    """Time each call ``repeats`` times, round-robin; ``synchronize`` (GPU) runs before each clock read."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    for r in range(repeats):
+        # rotate the start so no contestant always runs right after the same neighbour
+        rotated = order[r % len(order) :] + order[: r % len(order)]
+        for name in rotated:
+            if synchronize:
+                synchronize()
+            t0 = time.perf_counter()
+            calls[name]()
+            if synchronize:
+                synchronize()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+        if progress:
+            progress(r)
+    return {name: Timing(s) for name, s in samples.items()}
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of images in [-1, 1] (peak-to-peak 2)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return float(np.linalg.norm(a64 - b64) / max(np.linalg.norm(b64), 1e-30))
