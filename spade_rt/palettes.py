@@ -4,7 +4,7 @@
   bit-interleaved PASCAL-style map of id+1, with its fixed colours for sea, sky, tree, clouds and grass);
 - ade20k: the CSAIL scene-parsing palette of the 150 classes (ids 1..150; id 0 "other" is black);
 - cityscapes: the official label colours by labelId (0..33; SPADE's 35-entry table adds 34).
-- landscape: the demo's classes, with the coco colours of the same classes.
+- landscape: the demo's 10 classes in natural colours (sky blue, grass green ...).
 
 Some palettes give two ids one colour (cityscapes: ids 0-4 are all black, 17/18 and 26/34 share colours;
 ade20k: two classes share (140, 140, 140)): decoding takes the smallest id, and says so in the docs.
@@ -51,6 +51,18 @@ CITYSCAPES_COLOURS = [  # labelIds 0..34
     (0, 0, 70), (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32), (0, 0, 142),
 ]
 # fmt: on
+LANDSCAPE_COLOURS = [  # compact landscape ids 0..9: the mean colour of each class in the renderings
+    (110, 160, 225),
+    (235, 238, 242),
+    (115, 110, 120),
+    (85, 120, 60),
+    (35, 75, 30),  # sky clouds mountain hill tree
+    (105, 170, 60),
+    (225, 205, 150),
+    (40, 95, 150),
+    (60, 115, 125),
+    (130, 125, 115),  # grass sand sea river rock
+]
 COCO_FIXED = {154: (54, 62, 167), 156: (95, 219, 255), 168: (140, 104, 47), 105: (170, 170, 170), 123: (29, 195, 49)}
 
 
@@ -80,10 +92,7 @@ def palette(name: str) -> np.ndarray:
     if name == "cityscapes":
         return np.array(CITYSCAPES_COLOURS, dtype=np.uint8)
     if name == "landscape":
-        from spade_rt.procedural import LANDSCAPE_CLASSES
-
-        coco = palette("coco")
-        return np.array([coco[i] for i in LANDSCAPE_CLASSES.values()], dtype=np.uint8)
+        return np.array(LANDSCAPE_COLOURS, dtype=np.uint8)
     raise InputError(f"no palette {name!r}: expected coco, ade20k, cityscapes or landscape")
 
 

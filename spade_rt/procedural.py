@@ -55,6 +55,17 @@ LANDSCAPE_CLASSES = {
 }
 
 
+LANDSCAPE_NAMES: tuple[str, ...] = tuple(LANDSCAPE_CLASSES)  # compact id i = the i-th class
+COCO_TO_LANDSCAPE = np.full(256, 255, dtype=np.uint8)  # COCO-Stuff id -> compact id (255: not a landscape class)
+COCO_TO_LANDSCAPE[list(LANDSCAPE_CLASSES.values())] = np.arange(len(LANDSCAPE_CLASSES), dtype=np.uint8)
+
+
+def landscape_labels(h: int, w: int, seed: int = 0, compact: bool = True) -> np.ndarray:
+    """(h, w) uint8 label map of scene ``seed``: the ``landscape`` preset's ids 0..9, or COCO-Stuff ids."""
+    ids = landscape(h, w, seed)
+    return COCO_TO_LANDSCAPE[ids] if compact else ids
+
+
 def landscape(h: int, w: int, seed: int = 0) -> np.ndarray:
     """(h, w) uint8 COCO-Stuff ids of a scene: sky (+ clouds), mountains, hills, water, beach, grass, trees."""
     rng = np.random.default_rng(seed)

@@ -88,3 +88,26 @@ def test_info_reports_shapes_params_and_gmacs(coco_model):
     assert info["preset"] == "coco" and info["semantic_nc"] == 184 and info["ngf"] == 4
     assert info["parameters"] > 0 and info["gmacs_per_image"] > 0
     assert "64 x 64" in info["inputs"]["labels"]
+
+
+def test_demo_makes_landscapes_with_the_embedded_model(tmp_path):
+    """The README's main command: no files needed; the first run exports the demo graph, later runs reuse it."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for run in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "spade_rt.cli", "demo", "-o", "demo.png", "--count", "2", "--seed", str(run)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert ("exporting the demo model" in proc.stderr) == (run == 0)
+    grid = np.array(Image.open(tmp_path / "demo.png"))
+    assert grid.shape == (256, 256, 3)  # labels above pictures, two 128x128 scenes
+    pictures = grid[128:].astype(float)
+    assert pictures.std() > 20  # a picture, not a flat field
+    assert (tmp_path / "engines" / "built" / "landscape-demo.onnx.json").is_file()

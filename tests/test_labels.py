@@ -94,3 +94,19 @@ def test_sixteen_bit_labels_keep_their_values(tmp_path):
     path = tmp_path / "l16.png"
     Image.fromarray(arr).save(path)
     np.testing.assert_array_equal(read_label_ids(path), arr.astype(np.int32))
+
+
+def test_palettes_decode_their_own_colours_and_name_strangers():
+    from spade_rt.palettes import bit_interleaved, colorize, decode_colours, palette
+
+    # SPADE's generic colormap: id 0 -> bits of 1 -> (128, 0, 0); id 1 -> (0, 128, 0); id 2 -> (128, 128, 0)
+    assert bit_interleaved(3).tolist() == [[128, 0, 0], [0, 128, 0], [128, 128, 0]]
+    assert palette("ade20k")[1].tolist() == [120, 120, 120] and palette("ade20k")[0].tolist() == [0, 0, 0]
+    assert palette("cityscapes")[7].tolist() == [128, 64, 128]  # road
+    for name, n in (("coco", 183), ("landscape", 10)):
+        ids = np.arange(n, dtype=np.uint8)[None].repeat(4, 0)
+        np.testing.assert_array_equal(decode_colours(colorize(ids, name), name), ids)
+    rgb = colorize(np.zeros((2, 2), np.uint8), "landscape")
+    rgb[0, 0] = (1, 2, 3)
+    with pytest.raises(LabelError, match=r"rgb\(1, 2, 3\) \(1 px\)"):
+        decode_colours(rgb, "landscape")

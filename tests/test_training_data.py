@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from spade_rt.errors import ConfigError, InputError, LabelError
-from spade_rt.procedural import LANDSCAPE_CLASSES, landscape
+from spade_rt.procedural import LANDSCAPE_CLASSES, LANDSCAPE_NAMES, landscape, landscape_labels
 from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.dataset import (
     BatchOrder,
@@ -24,7 +24,7 @@ from spade_rt.training.dataset import (
     find_samples,
     sample_rng,
 )
-from spade_rt.training.procedural_data import LANDSCAPE_NAMES, landscape_labels, render_scene
+from spade_rt.training.procedural_data import render_scene
 
 from reference_spade import ref_edges
 

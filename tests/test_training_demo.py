@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spade_rt.images import float_to_uint8
+from spade_rt.procedural import LANDSCAPE_NAMES
 from spade_rt.training.demo import ASSET, EXAMPLE_LABELS, HELD_OUT_SEED, synthesize_scenes
 from spade_rt.training.model_io import build_generator, load_model
-from spade_rt.training.procedural_data import LANDSCAPE_NAMES
-from spade_rt.training.samples import to_uint8
 
 from conftest import ROOT, run_cli
 
@@ -32,7 +32,7 @@ def test_demo_asset_is_small_and_loads_as_an_fp32_landscape_model():
 def test_demo_model_paints_held_out_scenes_in_their_class_colours():
     model = load_model(ASSET)
     ids, fake, rendered = synthesize_scenes(model, [HELD_OUT_SEED + 100 + i for i in range(4)])
-    rgb = to_uint8(fake).astype(np.float32)  # (N, H, W, 3)
+    rgb = float_to_uint8(fake).astype(np.float32)  # (N, H, W, 3)
 
     def mean(cls):
         return rgb[ids == cls].mean(0)

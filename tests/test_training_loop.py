@@ -188,9 +188,11 @@ def test_loss_goes_down_when_overfitting_two_images(tmp_path):
 
     tiny(run, steps=1, **kw)
     before = l1_to_targets()
-    tiny(run, steps=30, resume=True, **kw)
+    # GAN training is chaotic in its first steps (the trajectory differs with the thread count); by step 60 it
+    # has come down in every run tried: measured 0.395 -> 0.224 (2 threads) and 0.246 (1 thread)
+    tiny(run, steps=60, resume=True, **kw)
     after = l1_to_targets()
-    assert after < 0.85 * before, (before, after)  # measured: 0.395 -> 0.304
+    assert after < 0.85 * before, (before, after)
     assert np.isfinite([json.loads(x)["GAN_Feat"] for x in (run / "stats.jsonl").read_text().split("\n") if x]).all()
 
 

@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 
 import spade_rt
+from spade_rt.images import float_to_uint8
 from spade_rt.io_utils import atomic_path
 from spade_rt.training.model_io import NativeModel, build_generator, load_model, save_model
 from spade_rt.training.procedural_data import colorize_landscape, render_scene
-from spade_rt.training.samples import make_grid, save_png, to_uint8
+from spade_rt.training.samples import make_grid, save_png
 from spade_rt.training.semantics import one_hot_semantics
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def make_demo(run: str | Path, asset: Path = ASSET, grid: Path = GRID, count: in
     packed.source.update({"demo": "procedural landscapes", "storage": "fp16 weights, fp32 buffers",
                           "fp16_vs_fp32_rel_l2": round(err, 6)})  # fmt: skip
     save_model(asset, packed)
-    save_png(grid, make_grid([colorize_landscape(ids), to_uint8(fake16), rendered]))
+    save_png(grid, make_grid([colorize_landscape(ids), float_to_uint8(fake16), rendered]))
     with atomic_path(EXAMPLE_LABELS) as tmp:
         Image.fromarray(ids[0].astype(np.uint8), mode="L").save(tmp, format="PNG")
     with atomic_path(EXAMPLE_LABELS.with_name("landscape_labels_color.png")) as tmp:

@@ -14,46 +14,17 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from spade_rt.procedural import LANDSCAPE_CLASSES, landscape
+from spade_rt.palettes import colorize
+from spade_rt.procedural import COCO_TO_LANDSCAPE, LANDSCAPE_CLASSES, LANDSCAPE_NAMES, landscape
 
-# compact id -> class name; compact id i is LANDSCAPE_CLASSES[LANDSCAPE_NAMES[i]] in COCO-Stuff ids
-LANDSCAPE_NAMES: tuple[str, ...] = tuple(LANDSCAPE_CLASSES)
 NUM_LANDSCAPE_CLASSES = len(LANDSCAPE_NAMES)
-
-# COCO-Stuff id -> compact id (255 for ids that landscapes never use)
-COCO_TO_COMPACT = np.full(256, 255, dtype=np.uint8)
-for _i, _name in enumerate(LANDSCAPE_NAMES):
-    COCO_TO_COMPACT[LANDSCAPE_CLASSES[_name]] = _i
-
-# the mean colour of each class in the renderings: also the palette of the label pictures in the docs
-LANDSCAPE_PALETTE = np.array(
-    [
-        (110, 160, 225),  # sky
-        (235, 238, 242),  # clouds
-        (115, 110, 120),  # mountain
-        (85, 120, 60),  # hill
-        (35, 75, 30),  # tree
-        (105, 170, 60),  # grass
-        (225, 205, 150),  # sand
-        (40, 95, 150),  # sea
-        (60, 115, 125),  # river
-        (130, 125, 115),  # rock
-    ],
-    dtype=np.uint8,
-)
-
-
-def landscape_labels(h: int, w: int, seed: int, compact: bool = True) -> np.ndarray:
-    """(h, w) uint8 label map of scene ``seed``: compact ids 0..9, or the COCO-Stuff ids."""
-    ids = landscape(h, w, seed)
-    return COCO_TO_COMPACT[ids] if compact else ids
 
 
 def value_noise(rng: np.random.Generator, h: int, w: int, cells_y: int, cells_x: int | None = None) -> np.ndarray:
     """(h, w) float32 smooth noise in about [0, 1]: a random (cells_y+1, cells_x+1) grid, bicubic-upsampled."""
     cells_x = cells_y if cells_x is None else cells_x
     coarse = rng.random((cells_y + 1, cells_x + 1)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.BICUBIC), dtype=np.float32)
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.float32)  # mode F
 
 
 def fractal_noise(rng: np.random.Generator, h: int, w: int, base: int, octaves: int = 4, stretch: float = 1.0):
@@ -167,9 +138,9 @@ def render_scene(h: int, w: int, seed: int, compact: bool = True) -> tuple[np.nd
     """Scene ``seed`` at (h, w): (label ids (h, w) uint8, picture (h, w, 3) uint8)."""
     coco_ids = landscape(h, w, seed)
     rgb = render_landscape(coco_ids, seed)
-    return (COCO_TO_COMPACT[coco_ids] if compact else coco_ids), rgb
+    return (COCO_TO_LANDSCAPE[coco_ids] if compact else coco_ids), rgb
 
 
 def colorize_landscape(ids: np.ndarray) -> np.ndarray:
     """Compact landscape ids (..., h, w) -> (..., h, w, 3) uint8 flat-colour picture (the docs' label panels)."""
-    return LANDSCAPE_PALETTE[np.clip(ids, 0, NUM_LANDSCAPE_CLASSES - 1)]
+    return colorize(ids, "landscape")

@@ -1,0 +1,70 @@
+"""`spade-rt bench`: eager PyTorch vs spade-rt, side by side, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spade_rt.commands.common import parse_size, require_toolchain
+from spade_rt.errors import InputError
+
+
+def run(args: argparse.Namespace) -> int:
+    require_toolchain("bench")
+    from spade_rt.bench.run import ALL_BACKENDS, command_line, run_bench
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = [b for b in backends if b not in ALL_BACKENDS]
+    if unknown:
+        raise InputError(f"unknown backend(s) {', '.join(unknown)}: expected some of {', '.join(ALL_BACKENDS)}")
+    try:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    except ValueError:
+        raise InputError(f"--batch {args.batch!r}: expected comma-separated sizes, e.g. 1,4,8") from None
+    if args.quick:  # CI: proves the harness end to end on a tiny model; its timings mean nothing
+        args.ngf, args.size, args.repeats, args.warmup = 4, args.size or (64, 64), 3, 1
+        batches = (1, 2)
+    run_bench(
+        preset=args.preset,
+        ngf=args.ngf,
+        size=args.size,
+        backends=backends,
+        batches=batches,
+        device=args.device,
+        model=Path(args.model) if args.model else None,
+        data_dir=Path(args.data) if args.data else None,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        json_path=Path(args.json) if args.json else None,
+        command=command_line(),
+    )
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="eager PyTorch vs our graph and engine, side by side, on this machine",
+        description="Time the original formulation (eager PyTorch fp32, one-hot input) against stronger PyTorch "
+        "baselines and spade-rt's graph/engine, interleaved in one run, on real label maps; report latency "
+        "percentiles, throughput, memory, speed-up and accuracy vs fp32. Writes JSON + Markdown + PNG under "
+        "bench/results/<machine>-<date>/.",
+    )
+    p.add_argument("--preset", default="ade20k", choices=("coco", "ade20k", "cityscapes", "facades"))
+    p.add_argument("--ngf", type=int, default=64, help="generator width (default 64: the full-size network)")
+    p.add_argument("--size", type=parse_size, metavar="HxW", help="output size (default: the preset's)")
+    p.add_argument("--model", help="a spade-rt model to time instead of trained-looking random weights")
+    p.add_argument(
+        "--backends",
+        default="torch,torch-compile,onnxruntime,onnxruntime-dedup,tensorrt",
+        help="comma-separated: torch (baseline, always run), torch-fp16, torch-compile, onnxruntime (static graph), "
+        "onnxruntime-dedup (CPU graph), tensorrt; those that cannot run here are recorded as skipped, with the reason",
+    )
+    p.add_argument("--batch", default="1,4", help="batch sizes; 1 gives latency, larger ones throughput")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--repeats", type=int, default=10, help="interleaved repetitions at batch 1 (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up calls per backend (default 2)")
+    p.add_argument("--data", help="the COCO-Stuff sample folder (default ../shared/data/coco_stuff_sample)")
+    p.add_argument("--json", metavar="OUT.json", help="result file (.md and .png go beside it)")
+    p.add_argument("--quick", action="store_true", help="tiny model, few repeats: proves the harness, not speed")
+    p.set_defaults(func=run)

@@ -1,0 +1,82 @@
+"""`spade-rt build`: ONNX graph (or model + recipe) -> TensorRT / TensorRT-RTX engine + manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spade_rt.commands.common import parse_bytes, require_toolchain
+from spade_rt.errors import InputError
+
+
+def run(args: argparse.Namespace) -> int:
+    require_toolchain("build", ("onnx",))
+    from spade_rt.engines import BUILT_DIR, get_recipe
+    from spade_rt.export.trt_build import build_engine
+    from spade_rt.runtime.synthesizer import model_kind
+
+    source = Path(args.input)
+    kind = model_kind(source)
+    if kind == "engine":
+        raise InputError(f"{source} is already an engine: build takes an ONNX graph or a spade-rt model")
+    recipe = get_recipe(args.recipe) if args.recipe else None
+    if kind == "native":  # export first, with the recipe's options
+        if recipe is None:
+            raise InputError("building from a spade-rt model needs --recipe (e.g. ade20k-256-fp16); or export first")
+        require_toolchain("build")
+        from spade_rt.export.exporter import export_model
+        from spade_rt.export.onnx_graph import GraphOptions
+        from spade_rt.training.model_io import load_model
+
+        preset = load_model(source).config.preset
+        if preset != recipe.preset:
+            raise InputError(f"recipe {recipe.name} is for preset {recipe.preset}; {source} is a {preset} model")
+        source = recipe.onnx_path()
+        export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
+    elif recipe is not None:
+        raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
+    destination = args.destination or (recipe.engine_path() if recipe else BUILT_DIR / f"{source.stem}.engine")
+    build_engine(
+        source,
+        destination,
+        backend=args.backend,
+        workspace=args.workspace,
+        compute_capabilities=args.compute_capability,
+        timing_cache=args.timing_cache,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "build",
+        help="ONNX graph -> TensorRT / TensorRT-RTX engine + manifest",
+        description="Build an engine from a graph written by `spade-rt export`. Profiles come from the graph's batch "
+        "(and size) range. TensorRT-RTX builds ahead of time on any machine, GPU or not; full TensorRT builds on "
+        "and for the GPU it runs on. OUT.engine.json records IO, precision, builder version, GPU targets, hashes.",
+    )
+    p.add_argument("input", help="graph from `spade-rt export` (fp16 for speed), or a spade-rt model with --recipe")
+    p.add_argument(
+        "-o", dest="destination", metavar="OUT.engine", help="engine to write (default: engines/built/NAME.engine)"
+    )
+    p.add_argument("--recipe", help="export options of engines/recipes.json, e.g. ade20k-256-fp16 (model input)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "tensorrt", "tensorrt-rtx"),
+        default="auto",
+        help="auto: full TensorRT if installed, else TensorRT-RTX",
+    )
+    p.add_argument("--workspace", type=parse_bytes, metavar="SIZE", help="builder workspace limit, e.g. 4G")
+    p.add_argument(
+        "--compute-capability",
+        nargs="+",
+        metavar="CC",
+        help="TensorRT-RTX targets, e.g. 7.5 8.6 8.9 12.0 (default: 8.0 8.6 8.9 12.0 and later)",
+    )
+    p.add_argument(
+        "--timing-cache",
+        metavar="FILE",
+        help="TensorRT timing cache to reuse and update (default: timing.cache beside the engine)",
+    )
+    p.set_defaults(func=run)

@@ -1,0 +1,69 @@
+"""Helpers shared by the subcommands: toolchain checks, argument parsers, info printing."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+
+from spade_rt.errors import BackendUnavailableError
+
+
+def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safetensors", "onnx")) -> None:
+    """Toolchain commands need torch (and onnx); say how to get them instead of an ImportError traceback."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(
+            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): "
+            "pip install 'spade-rt[export]' (CPU torch: pip install torch==2.13.0 first)"
+        )
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch {text!r}: expected N or MIN:OPT:MAX, e.g. 1:1:8") from None
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"batch {text!r}: expected N or MIN:OPT:MAX, e.g. 1:1:8")
+    return tuple(parts)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 256x512") from None
+    return h, w
+
+
+def parse_bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected bytes or a number with K/M/G, e.g. 4G") from None
+
+
+def print_info(info: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            sys.stdout.write(f"{key:<{width}}  \n")
+            for k, v in value.items():
+                sys.stdout.write(f"  {k:<{width - 2}}  {v}\n")
+        else:
+            sys.stdout.write(
+                f"{key:<{width}}  {value:,}\n"
+                if isinstance(value, int) and not isinstance(value, bool)
+                else f"{key:<{width}}  {value}\n"
+            )

@@ -1,0 +1,106 @@
+"""`spade-rt convert`: original latest_net_G.pth -> spade-rt model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from spade_rt.commands.common import require_toolchain
+
+log = logging.getLogger("spade_rt")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options that describe a generator; None (unset) means 'from the file or the preset'."""
+    g = p.add_argument_group("model options (default: read from the file's shapes, else the preset)")
+    g.add_argument("--ngf", type=int, help="generator width (read from the file; given only to check it)")
+    g.add_argument(
+        "--use-vae",
+        action="store_true",
+        default=None,
+        help="the generator takes z (read from the file: a linear fc means VAE)",
+    )
+    g.add_argument(
+        "--label-nc",
+        type=int,
+        help="number of classes without dontcare (preset: coco 182, ade20k 150, cityscapes 35, facades/custom 13)",
+    )
+    g.add_argument(
+        "--instance",
+        dest="use_instance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the model takes an instance edge channel (preset: coco, cityscapes)",
+    )
+    g.add_argument(
+        "--dontcare",
+        dest="contain_dontcare_label",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stored 255 becomes id label_nc and is an input channel (preset: coco, ade20k)",
+    )
+    g.add_argument(
+        "--num-upsampling-layers",
+        choices=("normal", "more", "most"),
+        help="preset: 'more' for cityscapes, else 'normal'; 'most' is read from the file",
+    )
+    g.add_argument("--crop-size", type=int, help="output width (preset: 256, cityscapes 512)")
+    g.add_argument("--aspect-ratio", type=float, help="width / height (preset: 1, cityscapes 2)")
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    keys = (
+        "ngf",
+        "use_vae",
+        "label_nc",
+        "contain_dontcare_label",
+        "use_instance",
+        "num_upsampling_layers",
+        "crop_size",
+        "aspect_ratio",
+    )
+    return {k: getattr(args, k) for k in keys}
+
+
+def run(args: argparse.Namespace) -> int:
+    require_toolchain("convert")
+    from spade_rt.training.convert import convert_checkpoint
+
+    model = convert_checkpoint(
+        args.checkpoint, args.preset, args.output, encoder_path=args.encoder, **_model_options(args)
+    )
+    cfg = model.config
+    h, w = cfg.output_hw
+    log.info(
+        "converted %s -> %s: preset %s, ngf %d, %d input channels (%s), %dx%d%s",
+        args.checkpoint,
+        args.output,
+        cfg.preset,
+        cfg.ngf,
+        cfg.semantic_nc,
+        cfg.describe_channels(),
+        h,
+        w,
+        ", VAE" + (" + encoder" if cfg.has_encoder else "") if cfg.use_vae else "",
+    )
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="original latest_net_G.pth -> spade-rt model (.safetensors)",
+        description="Load an original SPADE generator checkpoint safely (weights only), check it "
+        "against the preset and write a spade-rt model: safetensors weights + JSON config.",
+    )
+    p.add_argument("checkpoint", help="latest_net_G.pth from the original SPADE code")
+    p.add_argument(
+        "--preset",
+        required=True,
+        choices=("coco", "ade20k", "cityscapes", "facades", "custom"),
+        help="dataset conventions: label count, dontcare, instance edges, size",
+    )
+    p.add_argument("--encoder", help="latest_net_E.pth of a VAE model (enables synthesize --style)")
+    p.add_argument("-o", "--output", required=True, help="output model file, e.g. coco.safetensors")
+    _add_model_options(p)
+    p.set_defaults(func=run)

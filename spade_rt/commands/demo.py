@@ -1,0 +1,105 @@
+"""`spade-rt demo`: the embedded landscape model on fresh procedural scenes, through the runtime.
+
+The model ships in the package (spade_rt/assets/landscape_demo.safetensors, trained by
+`spade-rt train --preset landscape ...`, see docs/training.md). The default path exports it once to an
+exact ONNX graph under engines/built/ (needs the toolchain the first time) and runs that graph with ONNX
+Runtime, torch-free; `--backend torch` runs the PyTorch network instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spade_rt.commands.common import require_toolchain
+from spade_rt.errors import InputError
+from spade_rt.io_utils import atomic_path
+
+log = logging.getLogger("spade_rt")
+
+ASSET = "assets/landscape_demo.safetensors"
+
+
+def demo_model() -> Path:
+    path = Path(str(resources.files("spade_rt").joinpath(ASSET)))
+    if not path.is_file():
+        raise InputError(f"the embedded demo model is missing ({path}): reinstall spade-rt")
+    return path
+
+
+def demo_graph(model: Path, directory: Path) -> Path:
+    """The exported graph of the demo model, made (and verified) once, remade when the model is newer."""
+    graph = directory / "landscape-demo.onnx"
+    if graph.is_file() and graph.stat().st_mtime >= model.stat().st_mtime:
+        return graph
+    require_toolchain("demo (first run: exporting the demo graph)")
+    from spade_rt.export.exporter import export_model
+    from spade_rt.export.onnx_graph import GraphOptions
+
+    log.info("first run: exporting the demo model to %s", graph)
+    export_model(model, graph, GraphOptions(batch=(1, 1, 8)), verify_samples=1)
+    return graph
+
+
+def run(args: argparse.Namespace) -> int:
+    from spade_rt.engines import BUILT_DIR
+    from spade_rt.palettes import colorize
+    from spade_rt.procedural import landscape_labels
+    from spade_rt.runtime.synthesizer import Synthesizer
+
+    if not 1 <= args.count <= 16:
+        raise InputError(f"--count {args.count}: expected 1..16 scenes")
+    model = demo_model()
+    source = model if args.backend == "torch" else demo_graph(model, BUILT_DIR)
+    with Synthesizer(source) as synth:
+        h, w = synth.spec.labels.height, synth.spec.labels.width
+        labels = np.stack([landscape_labels(h, w, args.seed + i) for i in range(args.count)])
+        synth(labels[:1])  # warm-up: the first call pays for allocation
+        t0 = time.perf_counter()
+        pictures = synth(labels)  # (N, H, W, 3) uint8
+        ms = (time.perf_counter() - t0) * 1e3 / args.count
+    # two rows: the label maps in the landscape palette, then the pictures
+    rows = [np.concatenate(list(colorize(labels, "landscape")), axis=1), np.concatenate(list(pictures), axis=1)]
+    grid = np.concatenate(rows, axis=0)
+    out = Path(args.output)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    log.info(
+        "wrote %s: %d procedural landscapes (seeds %d..%d) -> %dx%d pictures by the embedded demo model, "
+        "%.0f ms per picture with %s",
+        out,
+        args.count,
+        args.seed,
+        args.seed + args.count - 1,
+        h,
+        w,
+        ms,
+        synth.backend.name,
+    )
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the embedded landscape model on new procedural scenes (no download)",
+        description="Draw procedural landscape label maps, synthesize them with the demo model that ships in the "
+        "package, and write one picture: label maps on top, pictures below. The first run exports the model to an "
+        "exact ONNX graph under engines/built/; later runs use it with ONNX Runtime only.",
+    )
+    p.add_argument("-o", dest="output", default="demo.png", metavar="OUT.png", help="picture to write (demo.png)")
+    p.add_argument("--seed", type=int, default=0, help="first scene (each seed is a different landscape)")
+    p.add_argument("--count", type=int, default=4, help="scenes side by side, 1..16 (default 4)")
+    p.add_argument(
+        "--backend",
+        choices=("onnxruntime", "torch"),
+        default="onnxruntime",
+        help="onnxruntime: the exported graph (default); torch: the PyTorch network",
+    )
+    p.set_defaults(func=run)

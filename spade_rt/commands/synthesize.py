@@ -1,0 +1,122 @@
+"""`spade-rt synthesize`: label maps -> pictures, with any backend, one file or a folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from spade_rt.errors import InputError
+
+log = logging.getLogger("spade_rt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spade_rt.images import save_output
+    from spade_rt.labels import load_inputs
+    from spade_rt.palettes import palette_for
+    from spade_rt.runtime.synthesizer import Synthesizer, model_kind
+
+    options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
+    with Synthesizer(args.model, backend=args.backend, **options) as synth:
+        spec = synth.spec
+        palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
+        z = None
+        if spec.use_vae:
+            if args.z is not None:
+                z = load_z(args.z, spec.z_dim)
+            elif args.style is not None:
+                if not hasattr(synth.backend, "encode_style"):
+                    raise InputError("--style needs a native model with an encoder (the PyTorch backend)")
+                z = synth.backend.encode_style(args.style)
+            else:
+                z = synth.make_z(1, args.seed)
+        elif args.z is not None or args.style is not None:
+            raise InputError(f"{args.model} is not a VAE model: it takes no --z or --style")
+
+        if Path(args.labels).is_dir():
+            from spade_rt.runtime.jobs import synthesize_folder
+
+            synthesize_folder(
+                synth,
+                Path(args.labels),
+                Path(args.output),
+                instance_dir=Path(args.instance) if args.instance else None,
+                fmt=args.format,
+                batch_size=args.batch_size or 1,
+                z=z,
+                seed=args.seed,
+                resize=not args.no_resize,
+                palette=palette,
+                progress=not getattr(args, "quiet", False),
+            )
+            return 0
+        ids, edges = load_inputs(spec.labels, args.labels, args.instance, not args.no_resize, palette)
+        output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
+        images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
+    for path in save_output(args.output, images):
+        log.info("wrote %s", path)
+    return 0
+
+
+def load_z(path: str, z_dim: int):
+    import numpy as np
+
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read --z {path} as a .npy array: {exc}") from None
+    if z.shape not in ((z_dim,), (1, z_dim)):
+        raise InputError(f"--z {path} has shape {z.shape}: expected ({z_dim},) or (1, {z_dim})")
+    return z.reshape(1, z_dim).astype(np.float32)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "synthesize",
+        help="label map -> image (.png) or network output (.npy)",
+        description="Run a model on a label PNG (class ids; 255 = unlabeled). The map is resized "
+        "with NEAREST to the model's size, as the original test pipeline does.",
+    )
+    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine (.engine)")
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="label PNG (one channel of class ids, or colour-coded with the preset's palette), "
+        "or a folder of them (then -o is a folder)",
+    )
+    p.add_argument(
+        "--instance",
+        help="instance PNG or folder, matched by file name (models with an edge "
+        "channel; default: the label map's boundaries)",
+    )
+    zg = p.add_mutually_exclusive_group()
+    zg.add_argument("--z", help="VAE models: style vector, a .npy of shape (z_dim,)")
+    zg.add_argument("--seed", type=int, default=0, help="VAE models: seed of a standard-normal z (default 0)")
+    zg.add_argument("--style", help="VAE models with an encoder: take z from this style image")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=".png/.jpg: RGB image; .npy: float32 N x 3 x H x W in [-1, 1], the network output",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        help="default: by file kind (.safetensors: torch, .onnx: onnxruntime, .engine: tensorrt)",
+    )
+    p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
+    p.add_argument(
+        "--palette",
+        choices=("coco", "ade20k", "cityscapes", "landscape", "none"),
+        help="decode colour-coded label maps with this palette (default: the model's preset)",
+    )
+    p.add_argument("--batch-size", type=int, help="folder mode: maps per call (default 1)")
+    p.add_argument("--format", choices=("png", "npy"), default="png", help="folder mode: output files")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="engines: rebuild a stale engine from the ONNX graph beside it instead of failing",
+    )
+    p.set_defaults(func=run)
