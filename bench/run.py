@@ -279,6 +279,8 @@ def run_bench(
     # throughput at larger batches
     for b in [b for b in batches if b > 1]:
         idx = list(range(b))
+        for c in contestants.values():  # warm-up at this batch: buffers and arenas for the new shapes
+            call(c, idx)
         t = interleaved(
             {n: (lambda c=c, idx=idx: call(c, idx)) for n, c in contestants.items()}, throughput_repeats, sync
         )
