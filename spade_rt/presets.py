@@ -34,24 +34,11 @@ class Preset:
     num_upsampling_layers: str  # normal | more | most
     summary: str
 
-    @property
-    def num_label_ids(self) -> int:
-        """How many distinct ids the network accepts: 0 .. num_label_ids-1 (dontcare included)."""
-        return self.label_nc + (1 if self.contain_dontcare_label else 0)
 
-    @property
-    def semantic_nc(self) -> int:
-        """Input channels of the one-hot formulation: labels (+ dontcare) (+ instance edge)."""
-        return self.num_label_ids + (1 if self.use_instance else 0)
-
-    def describe_channels(self) -> str:
-        """'182 labels + dontcare + instance edge' style breakdown of semantic_nc."""
-        parts = [f"{self.label_nc} labels"]
-        if self.contain_dontcare_label:
-            parts.append("dontcare")
-        if self.use_instance:
-            parts.append("instance edge")
-        return " + ".join(parts)
+def describe_channels(label_nc: int, contain_dontcare_label: bool, use_instance: bool) -> str:
+    """The input channels in words: '182 labels + dontcare + instance edge'."""
+    parts = [f"{label_nc} labels"] + (["dontcare"] if contain_dontcare_label else [])
+    return " + ".join(parts + (["instance edge"] if use_instance else []))
 
 
 PRESETS: dict[str, Preset] = {

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spade_rt.errors import CheckpointMismatchError, ConfigError, ModelFormatError, UnsafeCheckpointError
-from spade_rt.presets import PRESETS, get_preset, latent_size
+from spade_rt.presets import PRESETS, describe_channels, get_preset, latent_size
 from spade_rt.training.config import GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,13 @@ def explain_channel_count(n: int) -> str:
             use_dc = p.contain_dontcare_label if dc is None else dc
             if p.label_nc + use_dc + use_inst != n:
                 continue
-            parts = (
-                [f"{p.label_nc} labels"] + (["dontcare"] if use_dc else []) + (["instance edge"] if use_inst else [])
-            )
             flags = []
             if inst is not None:
                 flags.append("--instance" if inst else "--no-instance")
             if dc is not None:
                 flags.append("--dontcare" if dc else "--no-dontcare")
             label = name + (" " + " ".join(flags) if flags else "")
-            return f"{label}: {' + '.join(parts)}"
+            return f"{label}: {describe_channels(p.label_nc, use_dc, use_inst)}"
     return f"no preset has {n}: use --preset custom --label-nc K with K + dontcare + instance = {n}"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from spade_rt.errors import ConfigError
 from spade_rt.labels import LabelSpec
-from spade_rt.presets import UPSAMPLING_LAYERS, get_preset, latent_size, output_size
+from spade_rt.presets import UPSAMPLING_LAYERS, describe_channels, get_preset, latent_size, output_size
 
 # spade(norm)(ks)x(ks), optionally prefixed by 'spectral' (spectral norm on the resblock convs)
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d)x(\d)$")
@@ -97,12 +97,7 @@ class GeneratorConfig:
         return LabelSpec(self.label_nc, self.contain_dontcare_label, self.use_instance, h, w)
 
     def describe_channels(self) -> str:
-        parts = [f"{self.label_nc} labels"]
-        if self.contain_dontcare_label:
-            parts.append("dontcare")
-        if self.use_instance:
-            parts.append("instance edge")
-        return " + ".join(parts)
+        return describe_channels(self.label_nc, self.contain_dontcare_label, self.use_instance)
 
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
