@@ -53,7 +53,8 @@ def test_demo_model_paints_held_out_scenes_in_their_class_colours():
 
 def test_readme_command_makes_a_picture(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    assert "spade-rt synthesize spade_rt/assets/landscape_demo.safetensors" in readme
+    command = "spade-rt synthesize spade_rt/assets/landscape_demo.safetensors --labels docs/images/landscape_labels.png"
+    assert command in readme
     assert "docs/images/demo_landscapes.png" in readme and (ROOT / "docs/images/demo_landscapes.png").is_file()
     out = tmp_path / "landscape.png"
     run_cli("synthesize", ASSET, "--labels", EXAMPLE_LABELS, "-o", out)
@@ -62,6 +63,10 @@ def test_readme_command_makes_a_picture(tmp_path):
     assert picture.shape[:2] == ids.shape
     sky = picture[ids == SKY].mean(0)
     assert sky[2] > sky[0] + 40
+    # the colour-coded copy of the same map decodes with the model's palette to the same picture
+    coloured = tmp_path / "landscape_from_colours.png"
+    run_cli("synthesize", ASSET, "--labels", EXAMPLE_LABELS.with_name("landscape_labels_color.png"), "-o", coloured)
+    np.testing.assert_array_equal(np.asarray(Image.open(coloured).convert("RGB")), picture.astype(np.uint8))
 
 
 def test_demo_files_are_package_data():
