@@ -20,8 +20,7 @@ def _child(name: str, model: str, artifact: str | None, device: str, arrays: dic
     try:
         import torch
 
-        import spade_rt.bench.backends as backends  # noqa: F401
-        from spade_rt.bench.run import load_contestant
+        from spade_rt.bench.contestants import load_contestant
 
         gpu_free = None
         if device == "cuda":

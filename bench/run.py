@@ -7,9 +7,12 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -17,26 +20,49 @@ import numpy as np
 import torch
 
 from spade_rt import __version__
-from spade_rt.bench.backends import (
-    Contestant,
-    UnavailableError,
-    onnxruntime_contestant,
-    tensorrt_contestant,
-    torch_contestant,
-)
+from spade_rt.bench.contestants import Contestant, UnavailableError, load_contestant, prepare_artifact
 from spade_rt.bench.harness import interleaved, psnr_db, rel_l2
 from spade_rt.bench.memory import peak_memory_mb
 from spade_rt.bench.report import default_stem, markdown_table, write_results
 from spade_rt.errors import ConfigError, InputError
 from spade_rt.labels import LabelSpec, load_inputs
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.model_io import NativeModel, load_model, save_model
-from spade_rt.training.networks import SPADEGenerator
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.native_format import NativeModel, load_model, save_model
+from spade_rt.model.networks import SPADEGenerator
+from spade_rt.runtime.registry import all_contestants
 
 log = logging.getLogger(__name__)
 
-ALL_BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt")
+ALL_BACKENDS = all_contestants()  # from the backend registry: torch, torch-fp16, torch-compile, onnxruntime ...
 BASELINE = "torch"
+DEFAULT_BACKENDS = ("torch", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt")
+
+
+@dataclass
+class BenchSettings:
+    """One benchmark run: the model under test, the contestants, and the timing method."""
+
+    preset: str = "ade20k"
+    ngf: int = 64
+    size: tuple[int, int] | None = None  # (H, W); None: the preset's
+    model: Path | None = None  # a spade-rt model; None: random trained-looking weights
+    data_dir: Path | None = None  # the COCO-Stuff sample; None: the default location
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    batches: tuple[int, ...] = (1, 4)
+    device: str = "cpu"
+    repeats: int = 10  # interleaved repetitions at batch 1
+    warmup: int = 2  # warm-up calls per contestant
+    throughput_repeats: int = 3
+    json_path: Path | None = None  # None: bench/results/<machine>-<date>/<preset>-ngf<N>-<H>x<W>.json
+    command: str | None = None
+    measure_memory: bool = True
+    contestants: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in ALL_BACKENDS]
+        if unknown:
+            raise ConfigError(f"unknown backend(s) {', '.join(unknown)}: expected some of {', '.join(ALL_BACKENDS)}")
+        self.contestants = self.backends if BASELINE in self.backends else (BASELINE, *self.backends)
 
 
 # ---- the model under test ---------------------------------------------------------------------------------
@@ -124,116 +150,68 @@ def machine_slug(info: dict) -> str:
     return "-".join([*words, suffix])
 
 
-# ---- the run -----------------------------------------------------------------------------------------------
-def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path | None:
-    """Export / build what a contestant loads (not timed, not counted in its memory); UnavailableError if it can't."""
-    from spade_rt.export.exporter import export_model
-    from spade_rt.export.onnx_graph import GraphOptions
-
-    def graph(precision: str, kind: str = "static") -> Path:
-        path = work / f"graph_{kind}_{precision}.onnx"
-        if not path.is_file():
-            export_model(model_path, path, GraphOptions(precision=precision, batch=(1, 1, batch_max), graph=kind))
-        return path
-
-    if name.startswith("torch"):
-        return None
-    if name == "onnxruntime":
-        return graph("fp16" if device == "cuda" else "fp32")
-    if name == "onnxruntime-dedup":
-        if device == "cuda":
-            raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
-        return graph("fp32", "dedup")
-    if name == "tensorrt":
-        if device != "cuda":
-            raise UnavailableError("needs an NVIDIA GPU (this run is on the CPU)")
-        from spade_rt.export.trt_build import build_engine
-
-        engine = work / "graph_fp16.engine"
-        try:
-            build_engine(graph("fp16"), engine, progress=False)
-        except Exception as exc:
-            raise UnavailableError(f"engine build failed: {str(exc).splitlines()[0][:300]}") from None
-        return engine
-    raise ConfigError(f"unknown backend {name!r}: expected some of {', '.join(ALL_BACKENDS)}")
+# ---- the run, in pieces ------------------------------------------------------------------------------------
+Inputs = list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]  # (ids, edges, z) per real map
 
 
-def load_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:
-    if name.startswith("torch"):
-        return torch_contestant(name, model_path, device)
-    if name.startswith("onnxruntime"):
-        return onnxruntime_contestant(artifact, device, name)
-    return tensorrt_contestant(artifact, None)
+def model_under_test(settings: BenchSettings, work: Path) -> tuple[Path, GeneratorConfig]:
+    """The given model, or random trained-looking weights of the preset at the requested width and size."""
+    if settings.model is not None:
+        return Path(settings.model), load_model(settings.model).config
+    cfg = GeneratorConfig.from_preset(settings.preset, ngf=settings.ngf)
+    if settings.size is not None and settings.size != cfg.output_hw:
+        cfg = cfg.replace(crop_size=settings.size[1], aspect_ratio=settings.size[1] / settings.size[0])
+    return trained_looking_model(cfg, work / "model.safetensors"), cfg
 
 
-def run_bench(
-    preset: str = "ade20k",
-    ngf: int = 64,
-    size: tuple[int, int] | None = None,
-    backends=("torch", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt"),
-    batches=(1, 4),
-    device: str = "cpu",
-    model: Path | None = None,
-    data_dir: Path | None = None,
-    repeats: int = 10,
-    warmup: int = 2,
-    throughput_repeats: int = 3,
-    json_path: Path | None = None,
-    command: str | None = None,
-    measure_memory: bool = True,
-) -> dict:
-    if BASELINE not in backends:
-        backends = (BASELINE, *backends)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: PyTorch sees no CUDA GPU here")
-    work = Path(tempfile.mkdtemp(prefix="spade-rt-bench-"))
-    if model is None:
-        cfg = GeneratorConfig.from_preset(preset, ngf=ngf)
-        if size is not None and size != cfg.output_hw:
-            cfg = cfg.replace(crop_size=size[1], aspect_ratio=size[1] / size[0])
-        model = trained_looking_model(cfg, work / "model.safetensors")
-    else:
-        cfg = load_model(model).config
-    h, w = cfg.output_hw
-    batch_max = max(batches)
-    data_dir = data_dir or default_data_dir()
-    inputs = real_inputs(cfg.label_spec, data_dir, max(8, batch_max))
-    z_rng = np.random.default_rng(0)
-    zs = [z_rng.standard_normal((1, cfg.z_dim)).astype(np.float32) if cfg.use_vae else None for _ in inputs]
-    sync = torch.cuda.synchronize if device == "cuda" else None
+def bench_inputs(cfg: GeneratorConfig, data_dir: Path, count: int) -> Inputs:
+    """Real label maps (+ edges) at the model's size, and one fixed z per map for VAE models."""
+    rng = np.random.default_rng(0)
+    maps = real_inputs(cfg.label_spec, data_dir, count)
+    return [
+        (ids, edges, rng.standard_normal((1, cfg.z_dim)).astype(np.float32) if cfg.use_vae else None)
+        for ids, edges in maps
+    ]
 
-    def call(c: Contestant, idx: list[int]):
+
+def caller(inputs: Inputs) -> Callable[[Contestant, list[int]], np.ndarray]:
+    """call(contestant, map indices) -> its output on that batch of real maps."""
+
+    def call(c: Contestant, idx: list[int]) -> np.ndarray:
         ids = np.stack([inputs[i][0] for i in idx])
-        edges = np.stack([inputs[i][1] for i in idx]) if cfg.use_instance else None
-        z = np.concatenate([zs[i] for i in idx]) if cfg.use_vae else None
+        edges = np.stack([inputs[i][1] for i in idx]) if inputs[0][1] is not None else None
+        z = np.concatenate([inputs[i][2] for i in idx]) if inputs[0][2] is not None else None
         return c.run(ids, edges, z)
 
-    # export/build first (untimed), then load (+ compile) and warm up one contestant at a time; its peak
-    # memory is measured in a fresh process (see memory.py)
+    return call
+
+
+def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: Inputs, results: dict) -> dict:
+    """Export/build (untimed), load (+ compile) and warm up one contestant at a time; its peak memory is
+    measured in a fresh process (memory.py). Contestants that cannot run here go into ``results`` as skipped."""
+    call = caller(inputs)
     contestants: dict[str, Contestant] = {}
-    results: dict[str, dict] = {}
-    for name in backends:
-        if device == "cuda":
+    batch_max = max(settings.batches)
+    for name in settings.contestants:
+        if settings.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         try:
-            artifact = prepare_artifact(name, Path(model), work, device, batch_max)
+            artifact = prepare_artifact(name, model, work, settings.device, batch_max)
             t0 = time.perf_counter()
-            c = load_contestant(name, Path(model), artifact, device)
-            for i in range(warmup):
+            c = load_contestant(name, model, artifact, settings.device)
+            for i in range(settings.warmup):
                 call(c, [i % len(inputs)])
         except UnavailableError as exc:
             results[name] = {"status": "skipped", "reason": str(exc)}
             log.info("%s: not run (%s)", name, exc)
             continue
         contestants[name] = c
-        ids, edges = inputs[0]
-        peak = (
-            peak_memory_mb(
-                name, Path(model), artifact, device, ids[None], None if edges is None else edges[None], zs[0]
+        ids, edges, z = inputs[0]
+        peak = None
+        if settings.measure_memory:
+            peak = peak_memory_mb(
+                name, model, artifact, settings.device, ids[None], None if edges is None else edges[None], z
             )
-            if measure_memory
-            else None
-        )
         results[name] = {
             "status": "ok",
             "description": c.description,
@@ -241,8 +219,12 @@ def run_bench(
             "peak_memory_mb": peak,
         }
         log.info("%s ready in %.1f s", name, time.perf_counter() - t0)
+    return contestants
 
-    # accuracy on every real map, batch 1, against the eager fp32 baseline
+
+def measure_accuracy(contestants: dict[str, Contestant], inputs: Inputs, results: dict) -> None:
+    """Every contestant on every real map, batch 1, against the eager fp32 baseline."""
+    call = caller(inputs)
     reference = [call(contestants[BASELINE], [i]) for i in range(len(inputs))]
     for name, c in contestants.items():
         outs = [call(c, [i]) for i in range(len(inputs))]
@@ -255,18 +237,18 @@ def run_bench(
             "maps": len(inputs),
         }
 
-    # latency at batch 1: interleaved repetitions, a different real map each round
+
+def measure_latency(settings: BenchSettings, contestants: dict, inputs: Inputs, results: dict, sync) -> None:
+    """Batch 1: interleaved repetitions, a different real map each round; speed-up against the baseline."""
+    call = caller(inputs)
     rounds = {"i": 0}
 
     def make_call(c):
-        def f():
-            return call(c, [rounds["i"] % len(inputs)])
-
-        return f
+        return lambda: call(c, [rounds["i"] % len(inputs)])
 
     timings = interleaved(
         {n: make_call(c) for n, c in contestants.items()},
-        repeats,
+        settings.repeats,
         sync,
         progress=lambda r: rounds.__setitem__("i", r + 1),
     )
@@ -276,50 +258,79 @@ def run_bench(
     for name in contestants:
         results[name]["speedup_vs_baseline"] = base_p50 / results[name]["latency_ms"]["p50"]
 
-    # throughput at larger batches
-    for b in [b for b in batches if b > 1]:
+
+def measure_throughput(settings: BenchSettings, contestants: dict, inputs: Inputs, results: dict, sync) -> None:
+    """Each batch size above 1: a warm-up call at that batch (buffers, arenas), then interleaved repetitions."""
+    call = caller(inputs)
+    for b in [b for b in settings.batches if b > 1]:
         idx = list(range(b))
-        for c in contestants.values():  # warm-up at this batch: buffers and arenas for the new shapes
+        for c in contestants.values():
             call(c, idx)
         t = interleaved(
-            {n: (lambda c=c, idx=idx: call(c, idx)) for n, c in contestants.items()}, throughput_repeats, sync
+            {n: (lambda c=c, idx=idx: call(c, idx)) for n, c in contestants.items()}, settings.throughput_repeats, sync
         )
         for name, timing in t.items():
             p50 = timing.summary()["p50"]
             results[name].setdefault("throughput", {})[str(b)] = {"p50_ms": p50, "images_per_s": b * 1e3 / p50}
 
-    for c in contestants.values():
-        backend = c.extra.get("backend")
-        if backend is not None:
-            backend.close()
-    machine = machine_info(device)
-    result = {
+
+def run_bench(settings: BenchSettings) -> dict:
+    """Every contestant on the same machine, weights and real maps; writes JSON + Markdown + PNG; returns the record."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: PyTorch sees no CUDA GPU here")
+    data_dir = settings.data_dir or default_data_dir()
+    work = Path(tempfile.mkdtemp(prefix="spade-rt-bench-"))
+    try:
+        model, cfg = model_under_test(settings, work)
+        inputs = bench_inputs(cfg, data_dir, max(8, max(settings.batches)))
+        sync = torch.cuda.synchronize if settings.device == "cuda" else None
+        results: dict[str, dict] = {}
+        contestants = load_contestants(settings, model, work, inputs, results)
+        try:
+            measure_accuracy(contestants, inputs, results)
+            measure_latency(settings, contestants, inputs, results, sync)
+            measure_throughput(settings, contestants, inputs, results, sync)
+        finally:
+            for c in contestants.values():
+                backend = c.extra.get("backend")
+                if backend is not None:
+                    backend.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # exported graphs, engines, the random model: never left behind
+    result = bench_record(settings, cfg, data_dir, len(inputs), results)
+    json_path = settings.json_path or (
+        Path("bench")
+        / "results"
+        / f"{machine_slug(result['machine'])}-{result['date']}"
+        / f"{default_stem(result)}.json"
+    )
+    write_results(result, Path(json_path))
+    sys.stdout.write(markdown_table(result))
+    return result
+
+
+def bench_record(settings: BenchSettings, cfg: GeneratorConfig, data_dir: Path, maps: int, results: dict) -> dict:
+    h, w = cfg.output_hw
+    return {
         "spade_rt_bench": 1,
         "date": date.today().isoformat(),
-        "command": command or "spade-rt bench",
-        "machine": machine,
+        "command": settings.command or "spade-rt bench",
+        "machine": machine_info(settings.device),
         "config": {
             "preset": cfg.preset,
             "ngf": cfg.ngf,
             "size": [h, w],
-            "batches": list(batches),
-            "repeats": repeats,
-            "warmup": warmup,
-            "device": device,
-            "inputs": f"{len(inputs)} real label maps "
+            "batches": list(settings.batches),
+            "repeats": settings.repeats,
+            "warmup": settings.warmup,
+            "device": settings.device,
+            "inputs": f"{maps} real label maps "
             f"from {data_dir.name} (COCO-Stuff val; ids folded into the label range for other presets)",
         },
         "method": "warm-up, then interleaved round-robin repetitions; host ids in -> host float image out per call",
         "baseline": BASELINE,
-        "backends": {n: results[n] for n in backends if n in results},
+        "backends": {n: results[n] for n in settings.contestants if n in results},
     }
-    if json_path is None:
-        json_path = (
-            Path("bench") / "results" / f"{machine_slug(machine)}-{result['date']}" / f"{default_stem(result)}.json"
-        )
-    write_results(result, Path(json_path))
-    sys.stdout.write(markdown_table(result))
-    return result
 
 
 def default_data_dir() -> Path:

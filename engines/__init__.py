@@ -1,44 +1,13 @@
-"""Build recipes (one per preset / resolution) and the default place built engines go (git-ignored)."""
+"""The TensorRT wing: everything that knows TensorRT or TensorRT-RTX, and nothing else does.
 
-from __future__ import annotations
+- ``adapter``: the one place where ``tensorrt`` (10.x/11.x) and ``tensorrt_rtx`` differ;
+- ``build``: ONNX graph -> engine + manifest (`spade-rt build`);
+- ``manifest``: the JSON beside every engine, and staleness (can this engine run here?);
+- ``backend``: the runtime backend that runs engines (cuda-python; torch-free);
+- ``cuda``: CUDA from Python without torch;
+- ``inspect``: `spade-rt inspect X.engine`;
+- ``recipes`` (+ ``recipes.json``): export + build options per preset and size.
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
-from spade_rt.errors import ConfigError
-
-RECIPES_FILE = Path(__file__).with_name("recipes.json")
-BUILT_DIR = Path("engines") / "built"  # relative to the working directory: a checkout's engines/built/
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    preset: str
-    size: tuple[int, int]
-    batch: tuple[int, int, int]
-    precision: str
-    output: str
-
-    def engine_path(self, directory: Path = BUILT_DIR) -> Path:
-        return directory / f"{self.name}.engine"
-
-    def onnx_path(self, directory: Path = BUILT_DIR) -> Path:
-        return directory / f"{self.name}.onnx"
-
-
-def load_recipes() -> dict[str, Recipe]:
-    raw = json.loads(RECIPES_FILE.read_text())
-    return {
-        name: Recipe(name, r["preset"], tuple(r["size"]), tuple(r["batch"]), r["precision"], r["output"])
-        for name, r in raw.items()
-        if not name.startswith("_")
-    }
-
-
-def get_recipe(name: str) -> Recipe:
-    recipes = load_recipes()
-    if name not in recipes:
-        raise ConfigError(f"unknown recipe {name!r}: expected one of {', '.join(recipes)}")
-    return recipes[name]
+The torch-free runtime imports this package only when an engine is opened (through
+``spade_rt.runtime.registry``); nothing here imports torch.
+"""

@@ -17,13 +17,11 @@ from spade_rt.export.graph_stats import graph_macs, op_counts
 from spade_rt.export.onnx_graph import GraphOptions, build_graph
 from spade_rt.export.verify import verify_graph
 from spade_rt.io_utils import atomic_path
-from spade_rt.training.model_io import build_generator, generator_macs, load_model
+from spade_rt.model.costs import generator_macs
+from spade_rt.model.native_format import build_generator, load_model
+from spade_rt.runtime.spec import report_path
 
 log = logging.getLogger(__name__)
-
-
-def report_path(onnx_path: str | Path) -> Path:
-    return Path(f"{onnx_path}.json")
 
 
 def export_model(

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from spade_rt.errors import ExportError
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.layers import SNConv2d
-from spade_rt.training.networks import SPADE, SPADEGenerator, SPADEResnetBlock
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.layers import SNConv2d
+from spade_rt.model.networks import SPADE, SPADEGenerator, SPADEResnetBlock
 
 BN_EPS = 1e-5  # nn.BatchNorm2d and SynchronizedBatchNorm2d default
 

@@ -25,13 +25,13 @@ from spade_rt import __version__
 from spade_rt.errors import ExportError
 from spade_rt.export.folding import FoldedBlock, FoldedGenerator, FoldedSPADE
 from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
-from spade_rt.runtime.backend import EDGES, IMAGE, LABELS, Z
+from spade_rt.labels import LabelSpec
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, ModelSpec, Z
 
 DEDUP_MIN_PIXELS = 128 * 128  # below this a resolution's dense conv is cheaper than the patch bookkeeping
 DEDUP_MAX_CELLS = 1 << 21  # patch ids are packed three to an int64: every grid must stay below 2^21 cells
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: ONNX Runtime >= 1.16, TensorRT 10 / TensorRT-RTX
 FP16_MAX = 65504.0
-SPEC_KEY = "spade_rt.spec"
 
 
 @dataclass(frozen=True)
@@ -83,28 +83,22 @@ class GraphOptions:
 
 
 def model_spec(folded: FoldedGenerator, options: GraphOptions, hw: tuple[int, int], extra: dict) -> dict:
-    """The JSON the runtime reads back (ModelSpec fields + provenance)."""
+    """The JSON the runtime reads back (spade_rt.runtime.spec.ModelSpec fields) + provenance."""
     cfg = folded.config
-    return {
-        "preset": cfg.preset,
-        "label_nc": cfg.label_nc,
-        "contain_dontcare_label": cfg.contain_dontcare_label,
-        "use_instance": cfg.use_instance,
-        "height": hw[0],
-        "width": hw[1],
-        "use_vae": cfg.use_vae,
-        "z_dim": cfg.z_dim,
-        "output": options.output,
-        "precision": options.precision,
-        "min_batch": options.batch[0],
-        "opt_batch": options.batch[1],
-        "max_batch": options.batch[2],
-        "dynamic_size": options.dynamic,
-        "size_multiple": 2**cfg.num_up,
-        "generator": cfg.to_dict(),
-        "exporter": f"spade-rt {__version__}",
-        **extra,
-    }
+    spec = ModelSpec(
+        preset=cfg.preset,
+        labels=LabelSpec(cfg.label_nc, cfg.contain_dontcare_label, cfg.use_instance, hw[0], hw[1]),
+        use_vae=cfg.use_vae,
+        z_dim=cfg.z_dim,
+        output=options.output,
+        min_batch=options.batch[0],
+        max_batch=options.batch[2],
+        precision=options.precision,
+        dynamic_size=options.dynamic,
+        opt_batch=options.batch[1],
+        size_multiple=2**cfg.num_up,
+    )
+    return {**spec.to_dict(), "generator": cfg.to_dict(), "exporter": f"spade-rt {__version__}", **extra}
 
 
 class _Emitter:

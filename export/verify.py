@@ -18,13 +18,13 @@ import torch
 from spade_rt.errors import ExportError
 from spade_rt.images import float_to_uint8
 from spade_rt.labels import LabelSpec, instance_edges, load_inputs
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.networks import SPADEGenerator
+from spade_rt.model.original_checkpoint import load_strict
+from spade_rt.model.semantics import semantics_from_numpy
 from spade_rt.procedural import random_label_maps
-from spade_rt.runtime.backend import EDGES, IMAGE, LABELS, Z
 from spade_rt.runtime.onnxruntime_backend import make_session
-from spade_rt.training.checkpoint import load_strict
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.networks import SPADEGenerator
-from spade_rt.training.semantics import semantics_from_numpy
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z
 
 log = logging.getLogger(__name__)
 

@@ -153,32 +153,110 @@ def check_label_ids(ids: np.ndarray, num_label_ids: int, source: str = "label ma
     )
 
 
-def prepare_label_ids(ids: np.ndarray, spec: LabelSpec, resize: bool = True, source: str = "label map"):
-    """Stored ids (H, W) -> model ids (spec.height, spec.width) in ``spec.id_dtype``, checked."""
-    if ids.ndim != 2:
-        raise InputError(f"{source} has shape {ids.shape}: expected (H, W)")
-    if ids.shape != (spec.height, spec.width):
+def _as_batch(arr: np.ndarray, what: str) -> np.ndarray:
+    """(H, W) or (N, H, W) integer array -> (N, H, W) view."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{what} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise InputError(f"{what} must be (H, W) or (N, H, W), got shape {arr.shape}")
+    return arr if arr.ndim == 3 else arr[None]
+
+
+def prepare_label_ids(
+    ids: np.ndarray,
+    spec: LabelSpec,
+    resize: bool = True,
+    source: str = "label map",
+    dynamic_multiple: int | None = None,
+) -> np.ndarray:
+    """Stored ids (H, W) or (N, H, W) -> model ids of the same rank, in ``spec.id_dtype``, checked.
+
+    The one label pipeline: the CLI, the API (``Synthesizer``), export verification and the benchmark all
+    call it, so a map becomes the same ids everywhere. NEAREST resize to the model's size (or, for a graph
+    with dynamic size, a check that H and W are multiples of ``dynamic_multiple``), stored 255 -> dontcare,
+    every id checked against the model's range.
+    """
+    ids = np.asarray(ids)
+    batch = _as_batch(ids, source)
+    h, w = batch.shape[1:]
+    if dynamic_multiple is not None:
+        if h % dynamic_multiple or w % dynamic_multiple:
+            raise InputError(f"{source}: {h}x{w}, but this graph takes sizes in multiples of {dynamic_multiple}")
+    elif (h, w) != (spec.height, spec.width):
         if not resize:
             raise InputError(
-                f"{source} is {ids.shape[0]}x{ids.shape[1]}: the model takes {spec.height}x{spec.width} "
-                f"(allow resizing or resize it yourself with NEAREST)"
+                f"{source}: {h}x{w}, but the model takes {spec.height}x{spec.width} "
+                "(allow resizing, resize=True, or resize it yourself with NEAREST)"
             )
-        log.debug("resizing %s %s -> %dx%d (nearest)", source, ids.shape, spec.height, spec.width)
-        ids = resize_nearest(ids, spec.height, spec.width)
-    ids = map_dontcare(ids, spec.label_nc)
-    check_label_ids(ids, spec.num_label_ids, source)
-    return ids.astype(spec.id_dtype, copy=False)
+        log.debug("resizing %s %dx%d -> %dx%d (nearest)", source, h, w, spec.height, spec.width)
+        batch = np.stack([resize_nearest(b, spec.height, spec.width) for b in batch])
+    batch = map_dontcare(batch, spec.label_nc)
+    check_label_ids(batch, spec.num_label_ids, source)
+    out = np.ascontiguousarray(batch.astype(spec.id_dtype, copy=False))
+    return out if ids.ndim == 3 else out[0]
 
 
-def prepare_edges(inst: np.ndarray, spec: LabelSpec, resize: bool = True, source: str = "instance map"):
-    """Instance map (H, W) -> uint8 edge map (spec.height, spec.width), computed after the resize."""
-    if inst.ndim != 2:
-        raise InputError(f"{source} has shape {inst.shape}: expected (H, W)")
-    if inst.shape != (spec.height, spec.width):
+def prepare_edges(
+    inst: np.ndarray,
+    spec: LabelSpec,
+    resize: bool = True,
+    source: str = "instance map",
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Instance map (H, W) or (N, H, W) -> uint8 edge map of the same rank at the labels' size, computed
+    after the NEAREST resize (as the original does). ``size``: the labels' (H, W) when it is not the spec's."""
+    inst = np.asarray(inst)
+    batch = _as_batch(inst, source)
+    th, tw = size or (spec.height, spec.width)
+    if batch.shape[1:] != (th, tw):
         if not resize:
-            raise InputError(f"{source} is {inst.shape[0]}x{inst.shape[1]}: the model takes {spec.height}x{spec.width}")
-        inst = resize_nearest(inst, spec.height, spec.width)
-    return instance_edges(inst)
+            raise InputError(f"{source}: {batch.shape[1]}x{batch.shape[2]}, but the labels are {th}x{tw}")
+        batch = np.stack([resize_nearest(i, th, tw) for i in batch])
+    edges = instance_edges(batch)
+    return edges if inst.ndim == 3 else edges[0]
+
+
+def given_edges(edges: np.ndarray, shape: tuple[int, ...], source: str = "edges") -> np.ndarray:
+    """An edge map the caller computed: same shape as the ids, any non-zero is an edge -> uint8 0/1."""
+    e = np.asarray(edges)
+    e = e if e.ndim == len(shape) else e[None] if e.ndim == len(shape) - 1 else e
+    if e.shape != tuple(shape):
+        raise InputError(f"{source} must have the labels' shape {tuple(shape)}, got {np.asarray(edges).shape}")
+    return np.ascontiguousarray((e != 0).astype(np.uint8))
+
+
+def prepare_inputs(
+    labels: np.ndarray,
+    spec: LabelSpec,
+    *,
+    instance: np.ndarray | None = None,
+    edges: np.ndarray | None = None,
+    resize: bool = True,
+    dynamic_multiple: int | None = None,
+    source: str = "labels",
+    instance_source: str = "instance map",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored label ids (+ instance map or edge map) -> (model ids, edges or None), same rank as ``labels``.
+
+    Models with an instance edge channel take ``edges`` as given (non-zero = edge), else edges of
+    ``instance`` after its resize, else the label map's own boundaries (what interactive GauGAN front-ends
+    do). Models without one refuse both.
+    """
+    ids = prepare_label_ids(labels, spec, resize, source, dynamic_multiple)
+    if not spec.use_instance:
+        if instance is not None or edges is not None:
+            raise InputError("this model takes no instance map or edges")
+        return ids, None
+    if edges is not None:
+        return ids, given_edges(edges, ids.shape)
+    if instance is None:
+        return ids, instance_edges(ids)
+    inst = np.asarray(instance)
+    if inst.ndim != ids.ndim or (inst.ndim == 3 and inst.shape[0] != ids.shape[0]):
+        raise InputError(
+            f"{instance_source} must be (H, W) or (N, H, W) like the labels {ids.shape}, got shape {inst.shape}"
+        )
+    return ids, prepare_edges(inst, spec, resize, instance_source, size=ids.shape[-2:])
 
 
 def load_inputs(
@@ -190,20 +268,24 @@ def load_inputs(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label PNG (+ instance PNG) -> (ids (H, W), edges (H, W) uint8 or None), ready for any backend.
 
-    A model that takes instance edges but gets no instance map uses the label map's own boundaries
-    (what interactive GauGAN front-ends do); the log says so. Colour-coded label maps are decoded with
-    ``palette``.
+    Files are read here; everything else is ``prepare_inputs``. A model that takes instance edges but gets
+    no instance map uses the label map's own boundaries; the log says so. Colour-coded label maps are
+    decoded with ``palette``.
     """
     raw = read_label_ids(labels, palette)
-    ids = prepare_label_ids(raw, spec, resize, source=f"label map {labels}")
-    edges = None
+    inst = None
     if spec.use_instance:
         if instance is None:
             log.info("no instance map given: using the label map's boundaries as instance edges")
-            edges = prepare_edges(raw.astype(np.int32), spec, resize, source=f"label map {labels}")
         else:
             inst = read_instance_map(instance)
-            edges = prepare_edges(inst, spec, resize, source=f"instance map {instance}")
     elif instance is not None:
         log.warning("this model takes no instance edges: ignoring %s", instance)
-    return ids, edges
+    return prepare_inputs(
+        raw,
+        spec,
+        instance=inst,
+        resize=resize,
+        source=f"label map {labels}",
+        instance_source=f"instance map {instance}",
+    )

@@ -79,21 +79,30 @@ def bit_interleaved(n: int) -> np.ndarray:
     return cmap
 
 
+def _coco() -> np.ndarray:
+    cmap = bit_interleaved(183)  # 182 classes + dontcare (drawn like any id)
+    for i, colour in COCO_FIXED.items():
+        cmap[i] = colour
+    return cmap
+
+
+# name -> (num_ids, 3) uint8 table builder; presets name one of these (spade_rt.presets.Preset.palette)
+PALETTES = {
+    "coco": _coco,
+    "ade20k": lambda: np.array([(0, 0, 0), *ADE20K_CLASS_COLOURS], dtype=np.uint8),
+    "cityscapes": lambda: np.array(CITYSCAPES_COLOURS, dtype=np.uint8),
+    "landscape": lambda: np.array(LANDSCAPE_COLOURS, dtype=np.uint8),
+}
+
+
 @cache
 def palette(name: str) -> np.ndarray:
     """(num_ids, 3) uint8 colours indexed by model id."""
-    if name == "coco":
-        cmap = bit_interleaved(183)  # 182 classes + dontcare (drawn like any id)
-        for i, colour in COCO_FIXED.items():
-            cmap[i] = colour
-        return cmap
-    if name == "ade20k":
-        return np.array([(0, 0, 0), *ADE20K_CLASS_COLOURS], dtype=np.uint8)
-    if name == "cityscapes":
-        return np.array(CITYSCAPES_COLOURS, dtype=np.uint8)
-    if name == "landscape":
-        return np.array(LANDSCAPE_COLOURS, dtype=np.uint8)
-    raise InputError(f"no palette {name!r}: expected coco, ade20k, cityscapes or landscape")
+    if name not in PALETTES:
+        raise InputError(f"no palette {name!r}: expected one of {', '.join(PALETTES)}")
+    table = PALETTES[name]()
+    table.setflags(write=False)  # cached and shared: nobody may paint over it
+    return table
 
 
 def colorize(ids: np.ndarray, name: str) -> np.ndarray:
@@ -128,9 +137,17 @@ def decode_colours(rgb: np.ndarray, name: str, source: str = "label map") -> np.
     return ids.astype(np.uint8 if len(cmap) <= 256 else np.int32)
 
 
-PRESET_PALETTES = {"coco": "coco", "ade20k": "ade20k", "cityscapes": "cityscapes", "landscape": "landscape"}
-
-
 def palette_for(preset: str) -> str | None:
     """The palette colour-coded maps of a preset are decoded with (None: the preset has no standard one)."""
-    return PRESET_PALETTES.get(preset)
+    from spade_rt.presets import PRESETS
+
+    p = PRESETS.get(preset)
+    return p.palette if p is not None else None
+
+
+def preset_colours(preset: str, num_ids: int) -> np.ndarray:
+    """(num_ids, 3) uint8: the preset's palette where it covers every id, else SPADE's bit-interleaved map."""
+    name = palette_for(preset)
+    if name is not None and num_ids <= len(palette(name)):
+        return palette(name)[:num_ids]
+    return bit_interleaved(num_ids)

@@ -1,7 +1,9 @@
-"""Dataset presets: the label conventions of the original SPADE code, as data.
+"""Dataset presets: the label conventions of the original SPADE code, as data. One table, ``PRESETS``.
 
-Shared by the runtime (label validation, resizing) and the toolchain (network shapes), so both read the
-same numbers. torch-free.
+Shared by the runtime (label validation, resizing, colour-coded maps) and the toolchain (network shapes),
+so both read the same numbers; every command's ``--preset`` choices derive from it. A new preset is one
+``Preset(...)`` line; its ``palette`` names a colour table of ``spade_rt.palettes`` (None: SPADE's generic
+bit-interleaved colours). torch-free.
 
 Label conventions, as the original test pipeline applies them (data/pix2pix_dataset.py):
 - every label map is resized with NEAREST to the crop size, then stored 255 ("unlabeled") becomes id
@@ -32,6 +34,7 @@ class Preset:
     crop_size: int  # output width
     aspect_ratio: float  # width / height
     num_upsampling_layers: str  # normal | more | most
+    palette: str | None  # colour table of colour-coded label maps (spade_rt.palettes.PALETTES), None: generic
     summary: str
 
 
@@ -44,14 +47,21 @@ def describe_channels(label_nc: int, contain_dontcare_label: bool, use_instance:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("coco", 182, True, True, 256, 1.0, "normal", "COCO-Stuff 256x256, instance edges"),
-        Preset("ade20k", 150, True, False, 256, 1.0, "normal", "ADE20K 256x256, ids as stored (0 = other)"),
-        Preset("cityscapes", 35, False, True, 512, 2.0, "more", "Cityscapes 256x512, instance edges"),
-        Preset("facades", 13, False, False, 256, 1.0, "normal", "CMP Facades 256x256"),
-        Preset("custom", 13, False, False, 256, 1.0, "normal", "your own labels (set label_nc and flags)"),
-        Preset("landscape", 10, False, False, 256, 1.0, "normal", "procedural landscapes (the demo), ids 0..9"),
+        Preset("coco", 182, True, True, 256, 1.0, "normal", "coco", "COCO-Stuff 256x256, instance edges"),
+        Preset("ade20k", 150, True, False, 256, 1.0, "normal", "ade20k", "ADE20K 256x256, ids as stored (0 = other)"),
+        Preset("cityscapes", 35, False, True, 512, 2.0, "more", "cityscapes", "Cityscapes 256x512, instance edges"),
+        Preset("facades", 13, False, False, 256, 1.0, "normal", None, "CMP Facades 256x256"),
+        Preset("custom", 13, False, False, 256, 1.0, "normal", None, "your own labels (set label_nc and flags)"),
+        Preset(
+            "landscape", 10, False, False, 256, 1.0, "normal", "landscape", "procedural landscapes (the demo), ids 0..9"
+        ),
     )
 }
+
+
+def preset_names() -> tuple[str, ...]:
+    """Every preset name, for ``choices=``."""
+    return tuple(PRESETS)
 
 
 def get_preset(name: str) -> Preset:

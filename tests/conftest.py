@@ -15,6 +15,13 @@ COCO_SAMPLE = SHARED / "data" / "coco_stuff_sample"
 sys.path.insert(0, str(Path(__file__).parent))  # reference_spade
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Built graphs and engines of the whole session go to a temporary cache, never the user's ~/.cache."""
+    if "SPADE_RT_CACHE" not in os.environ:
+        os.environ["SPADE_RT_CACHE"] = str(tmp_path_factory.mktemp("spade-rt-cache"))
+
+
 @pytest.fixture(scope="session")
 def coco_sample() -> Path:
     if not (COCO_SAMPLE / "val_label").is_dir():
@@ -40,8 +47,8 @@ def cli():
 def gpu_available() -> str | None:
     """None if a usable NVIDIA GPU + TensorRT are present, else the reason (the skip message)."""
     try:
-        from spade_rt.runtime.cuda import Cuda
-        from spade_rt.runtime.trt_adapter import TensorRT
+        from spade_rt.engines.adapter import TensorRT
+        from spade_rt.engines.cuda import Cuda
 
         TensorRT.load("auto")
         Cuda()

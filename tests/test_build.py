@@ -113,12 +113,16 @@ def test_build_errors_are_one_line_and_leave_nothing(ade20k_fp16, tmp_path):
 
 
 def test_recipe_builds_a_uint8_engine_from_a_model(tmp_path, monkeypatch):
-    """`spade-rt build MODEL --recipe NAME`: export with the recipe's options, then build into engines/built/."""
+    """`spade-rt build MODEL --recipe NAME`: export with the recipe's options, then build into the cache's built/."""
     torch.save(ref_generator_for("ade20k", 4).state_dict(), tmp_path / "G.pth")
     assert main(["convert", str(tmp_path / "G.pth"), "--preset", "ade20k", "-o", str(tmp_path / "m.safetensors")]) == 0
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SPADE_RT_CACHE", str(tmp_path / "cache"))
     assert main(["build", str(tmp_path / "m.safetensors"), "--recipe", "ade20k-256-fp16", "-q"]) == 0
-    built = tmp_path / "engines" / "built"
+    assert list(work.iterdir()) == []  # nothing lands in the working directory
+    built = tmp_path / "cache" / "built"
     manifest = json.loads((built / "ade20k-256-fp16.engine.json").read_text())
     assert manifest["outputs"]["image"]["dtype"] == "uint8" and manifest["precision"] == "fp16"
     assert manifest["inputs"]["labels"]["max"] == [4, 256, 256]

@@ -9,17 +9,12 @@ import pytest
 import torch
 
 from spade_rt.errors import CheckpointMismatchError, ModelFormatError, UnsafeCheckpointError
-from spade_rt.training.checkpoint import infer_generator_config, load_torch_state_dict
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.convert import convert_checkpoint
-from spade_rt.training.model_io import (
-    build_generator,
-    count_parameters,
-    generator_macs,
-    load_model,
-    read_model_metadata,
-)
-from spade_rt.training.networks import SPADEGenerator
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.convert import convert_checkpoint
+from spade_rt.model.costs import count_parameters, generator_macs
+from spade_rt.model.native_format import build_generator, load_model, read_model_metadata
+from spade_rt.model.networks import SPADEGenerator
+from spade_rt.model.original_checkpoint import infer_generator_config, load_torch_state_dict
 
 from reference_spade import RefEncoder, randomize_, ref_generator_for
 
@@ -96,7 +91,7 @@ def test_encoder_is_stored_and_checked(tmp_path):
         tmp_path / "G.pth", "ade20k", tmp_path / "m.safetensors", encoder_path=tmp_path / "E.pth"
     )
     assert model.config.has_encoder and model.config.norm_E == "spectralinstance"
-    from spade_rt.training.torch_backend import TorchBackend
+    from spade_rt.model.torch_backend import TorchBackend
 
     image = tmp_path / "style.png"
     from PIL import Image

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -97,17 +99,22 @@ def test_demo_makes_landscapes_with_the_embedded_model(tmp_path):
 
     from PIL import Image
 
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    env = {**os.environ, "SPADE_RT_CACHE": str(cache)}
     for run in range(2):
         proc = subprocess.run(
             [sys.executable, "-m", "spade_rt.cli", "demo", "-o", "demo.png", "--count", "2", "--seed", str(run)],
-            cwd=tmp_path,
+            cwd=work,
+            env=env,
             capture_output=True,
             text=True,
         )
         assert proc.returncode == 0, proc.stderr
         assert ("exporting the demo model" in proc.stderr) == (run == 0)
-    grid = np.array(Image.open(tmp_path / "demo.png"))
+    grid = np.array(Image.open(work / "demo.png"))
     assert grid.shape == (256, 256, 3)  # labels above pictures, two 128x128 scenes
     pictures = grid[128:].astype(float)
     assert pictures.std() > 20  # a picture, not a flat field
-    assert (tmp_path / "engines" / "built" / "landscape-demo.onnx.json").is_file()
+    assert (cache / "built" / "landscape-demo.onnx.json").is_file()  # the per-user cache ($SPADE_RT_CACHE) ...
+    assert sorted(p.name for p in work.iterdir()) == ["demo.png"]  # ... never the working directory

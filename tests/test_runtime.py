@@ -260,8 +260,8 @@ def test_engines_on_a_machine_without_gpu_and_stale_engines(coco, tmp_path):
 def test_runtime_never_imports_torch():
     code = (
         "import sys, spade_rt, spade_rt.cli, spade_rt.labels, spade_rt.palettes, spade_rt.procedural, "
-        "spade_rt.runtime.synthesizer, spade_rt.runtime.onnxruntime_backend, spade_rt.runtime.tensorrt_backend, "
-        "spade_rt.runtime.inspect, spade_rt.runtime.jobs\n"
+        "spade_rt.runtime.synthesizer, spade_rt.runtime.onnxruntime_backend, spade_rt.engines.backend, "
+        "spade_rt.engines.inspect, spade_rt.runtime.jobs\n"
         "bad = [m for m in ('torch', 'onnx', 'safetensors') if m in sys.modules]\n"
         "assert not bad, bad"
     )

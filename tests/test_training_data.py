@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from spade_rt.errors import ConfigError, InputError, LabelError
+from spade_rt.model.config import GeneratorConfig
 from spade_rt.procedural import LANDSCAPE_CLASSES, LANDSCAPE_NAMES, landscape, landscape_labels
-from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.dataset import (
     BatchOrder,
     PairedDataset,

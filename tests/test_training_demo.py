@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 
 from spade_rt.images import float_to_uint8
+from spade_rt.model.native_format import build_generator, load_model
 from spade_rt.procedural import LANDSCAPE_NAMES
 from spade_rt.training.demo import ASSET, EXAMPLE_LABELS, HELD_OUT_SEED, synthesize_scenes
-from spade_rt.training.model_io import build_generator, load_model
 
 from conftest import ROOT, run_cli
 

@@ -24,6 +24,7 @@ import torch
 import torch.multiprocessing as mp
 
 from spade_rt.training.distributed import DistributedBatchNorm2d
+from spade_rt.training.options import TrainOptions
 from spade_rt.training.state import load_state
 from spade_rt.training.training_loop import training_loop
 
@@ -124,7 +125,7 @@ def _rel_l2(a: dict, b: dict) -> float:
 def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
     # float64: the whole run (G, D, their buffers) agrees to summation-order rounding
     one, two = tmp_path / "one64", tmp_path / "two64"
-    training_loop(run_dir=str(one), **COMMON, steps=3, dtype="float64", progress=False, tensorboard=False)
+    training_loop(one, TrainOptions.from_flat(COMMON, steps=3, dtype="float64", tensorboard=False), progress=False)
     _torchrun(two, steps=3, dtype="float64")
     s1, s2 = load_state(one / "state.pt"), load_state(two / "state.pt")
     assert s2["world_size"] == 2 and s1["world_size"] == 1
@@ -138,7 +139,7 @@ def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
     # the weights after 3 steps within 1e-2 (rounding amplified, see the module docstring), far closer
     # than a run on other data
     one, two, other = tmp_path / "one32", tmp_path / "two32", tmp_path / "other32"
-    training_loop(run_dir=str(one), **COMMON, steps=3, log_every=1, progress=False, tensorboard=False)
+    training_loop(one, TrainOptions.from_flat(COMMON, steps=3, log_every=1, tensorboard=False), progress=False)
     _torchrun(two, steps=3, log_every=1)
     l1 = json.loads((one / "stats.jsonl").read_text().splitlines()[0])
     l2 = json.loads((two / "stats.jsonl").read_text().splitlines()[0])
@@ -147,6 +148,6 @@ def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
     s1, s2 = load_state(one / "state.pt"), load_state(two / "state.pt")
     err_g, err_d = _rel_l2(s1["G"], s2["G"]), _rel_l2(s1["D"], s2["D"])
     assert err_g <= 1e-2 and err_d <= 1e-2, (err_g, err_d)  # measured: 1.7e-3, 3.6e-3
-    training_loop(run_dir=str(other), **{**COMMON, "procedural_size": 17}, steps=3, progress=False, tensorboard=False)
+    training_loop(other, TrainOptions.from_flat(COMMON, procedural_size=17, steps=3, tensorboard=False), progress=False)
     s3 = load_state(other / "state.pt")
     assert _rel_l2(s1["G"], s3["G"]) > 10 * err_g and _rel_l2(s1["D"], s3["D"]) > 10 * err_d

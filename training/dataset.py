@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from spade_rt.errors import ConfigError, InputError
 from spade_rt.labels import check_label_ids, instance_edges, map_dontcare, read_instance_map, read_label_ids
 from spade_rt.labels import resize_nearest as resize_ids
-from spade_rt.training.config import GeneratorConfig
+from spade_rt.model.config import GeneratorConfig
 from spade_rt.training.options import DATASET_MODES, PREPROCESS_MODES
 from spade_rt.training.procedural_data import render_scene
 

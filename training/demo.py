@@ -21,10 +21,10 @@ from PIL import Image
 import spade_rt
 from spade_rt.images import float_to_uint8
 from spade_rt.io_utils import atomic_path
-from spade_rt.training.model_io import NativeModel, build_generator, load_model, save_model
+from spade_rt.model.native_format import NativeModel, build_generator, load_model, save_model
+from spade_rt.model.semantics import one_hot_semantics
 from spade_rt.training.procedural_data import colorize_landscape, render_scene
 from spade_rt.training.samples import make_grid, save_png
-from spade_rt.training.semantics import one_hot_semantics
 
 log = logging.getLogger(__name__)
 

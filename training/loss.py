@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spade_rt.training.semantics import one_hot_semantics
+from spade_rt.model.semantics import one_hot_semantics
 
 Preds = list[list[torch.Tensor]]  # per scale: every layer's output, the last one is the prediction map
 

@@ -1,19 +1,143 @@
-"""Command-line options of ``spade-rt train`` and ``python -m spade_rt.training.train`` (torch-free).
+"""A training run's options as a few typed groups, and the command line that fills them (torch-free).
 
-Every option's ``dest`` is a keyword of ``training_loop``; an option left out is absent from the parsed
-namespace (``argparse.SUPPRESS``), so the loop's own default applies, or, with ``--resume``, the run's
-saved value. Defaults quoted in the help are the loop's.
+``TrainOptions`` groups the settings the way the loop uses them (as NVlabs EDM groups network, loss,
+optimizer and data kwargs): ``data``, ``network`` (generator + discriminator), ``loss``, ``optim`` and
+``outputs``. The dataclass defaults are the only defaults. ``RUN/options.json`` stores the flat form
+(``TrainOptions.flat()``: one key per field, the names of the original SPADE options where they exist), so
+a resumed run reads its own values back with ``TrainOptions.from_flat``.
+
+Every command-line option's ``dest`` is a field name; an option left out is absent from the parsed namespace
+(``argparse.SUPPRESS``), so the dataclass default applies, or, with ``--resume``, the run's saved value.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
+from spade_rt.errors import ConfigError
 from spade_rt.presets import PRESETS
 
 S = argparse.SUPPRESS
 DATASET_MODES = ("coco", "ade20k", "cityscapes", "facades", "custom", "procedural")
 PREPROCESS_MODES = ("resize_and_crop", "scale_width_and_crop", "crop", "fixed", "none")
+
+
+@dataclass
+class DataOptions:
+    dataset_mode: str | None = None  # default: the preset's layout; procedural for 'landscape'
+    dataroot: str | None = None
+    phase: str = "train"
+    label_dir: str | None = None
+    image_dir: str | None = None
+    instance_dir: str | None = None
+    preprocess_mode: str | None = None  # default: the layout's original mode (resize_and_crop / fixed)
+    load_size: int | None = None  # default: crop_size * 286/256 for crop modes
+    flip: bool = True
+    procedural_size: int = 10000
+    data_check: bool = True
+    pairing_check: bool = True
+    workers: int | None = None  # default: 4 on CUDA, 0 on CPU
+
+
+@dataclass
+class NetworkOptions:
+    """The generator (None: the preset's value), its style encoder and the discriminator."""
+
+    preset: str = "landscape"
+    label_nc: int | None = None
+    contain_dontcare_label: bool | None = None
+    use_instance: bool | None = None
+    crop_size: int | None = None
+    aspect_ratio: float | None = None
+    num_upsampling_layers: str | None = None
+    ngf: int = 64
+    norm_G: str = "spectralspadesyncbatch3x3"
+    use_vae: bool = False
+    z_dim: int = 256
+    norm_E: str = "spectralinstance"
+    init_type: str = "xavier"
+    init_gain: float = 0.02
+    ndf: int = 64
+    n_layers_D: int = 4
+    num_D: int = 2
+    norm_D: str = "spectralinstance"
+
+
+@dataclass
+class LossOptions:
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    lambda_kld: float = 0.05
+    gan_feat_loss: bool = True
+    vgg_weights: str | None = None
+
+
+@dataclass
+class OptimizerOptions:
+    batch_size: int = 1  # global: split over the processes
+    steps: int = 100_000
+    lr: float = 2e-4
+    ttur: bool = True  # G lr/2, D lr*2
+    beta1: float | None = None  # default 0 with TTUR, else 0.5
+    beta2: float | None = None  # default 0.9 with TTUR, else 0.999
+    lr_decay_steps: int = 0  # linear decay to zero over the last N steps
+    ema: bool = False
+    ema_decay: float = 0.999
+    amp: bool = True  # fp16 autocast + GradScaler, CUDA only
+    seed: int = 0
+    device: str | None = None
+    dtype: str = "float32"  # float64: for verification (1-vs-N-process equality to ~1e-12)
+
+
+@dataclass
+class OutputOptions:
+    save_every: int = 1000
+    snapshot_every: int = 10_000
+    sample_every: int = 1000
+    log_every: int = 50
+    num_samples: int = 8
+    tensorboard: bool = True
+
+
+GROUPS = {"data": DataOptions, "network": NetworkOptions, "loss": LossOptions, "optim": OptimizerOptions,
+          "outputs": OutputOptions}  # fmt: skip
+
+
+@dataclass
+class TrainOptions:
+    data: DataOptions = field(default_factory=DataOptions)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
+    loss: LossOptions = field(default_factory=LossOptions)
+    optim: OptimizerOptions = field(default_factory=OptimizerOptions)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+
+    @staticmethod
+    def field_names() -> set[str]:
+        return {f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any] | None = None, **overrides: Any) -> TrainOptions:
+        """Flat ``{field: value}`` (options.json, the parsed command line) -> grouped options."""
+        values = {**(flat or {}), **overrides}
+        unknown = sorted(set(values) - cls.field_names())
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        groups = {}
+        for name, group in GROUPS.items():
+            keys = {f.name for f in dataclasses.fields(group)}
+            groups[name] = group(**{k: v for k, v in values.items() if k in keys})
+        return cls(**groups)
+
+    def flat(self) -> dict[str, Any]:
+        """One key per field (what RUN/options.json holds)."""
+        out: dict[str, Any] = {}
+        for name in GROUPS:
+            out.update(dataclasses.asdict(getattr(self, name)))
+        return out
+
 
 TRAIN_DESCRIPTION = """\
 Train a SPADE generator (hinge GAN + multiscale feature matching [+ VGG19] [+ KLD], TTUR Adam) and write

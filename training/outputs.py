@@ -14,10 +14,11 @@ from torch import nn
 
 from spade_rt import __version__
 from spade_rt.io_utils import atomic_write_json
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.model_io import NativeModel, save_model
-from spade_rt.training.samples import label_palette, sample_grid, save_png
-from spade_rt.training.semantics import one_hot_semantics
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.native_format import NativeModel, save_model
+from spade_rt.model.semantics import one_hot_semantics
+from spade_rt.palettes import preset_colours
+from spade_rt.training.samples import sample_grid, save_png
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def write_samples(run: Path, writer, step: int, batch, G: nn.Module, E, cfg: Gen
         E.train()
     fake = G(seg, z).float().cpu().numpy()
     G.train(was_training)
-    grid = sample_grid(batch["label"].numpy(), fake, real.cpu().numpy(), label_palette(cfg.num_label_ids, cfg.preset))
+    grid = sample_grid(batch["label"].numpy(), fake, real.cpu().numpy(), preset_colours(cfg.preset, cfg.num_label_ids))
     save_png(run / "samples" / f"step-{step:06d}.png", grid)
     if writer is not None:
         writer.add_image("samples", grid, step, dataformats="HWC")

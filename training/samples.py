@@ -9,15 +9,6 @@ from PIL import Image
 
 from spade_rt.images import float_to_uint8
 from spade_rt.io_utils import atomic_path
-from spade_rt.palettes import bit_interleaved, palette, palette_for
-
-
-def label_palette(num_ids: int, preset: str = "") -> np.ndarray:
-    """(num_ids, 3) uint8 colours: the preset's palette where it has one, else SPADE's bit-interleaved map."""
-    name = palette_for(preset)
-    if name is not None and num_ids <= len(palette(name)):
-        return palette(name)[:num_ids]
-    return bit_interleaved(num_ids)
 
 
 def make_grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:

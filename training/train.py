@@ -8,45 +8,44 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from spade_rt.errors import ConfigError, SpadeRtError
-from spade_rt.training.options import TRAIN_DESCRIPTION, TRAIN_EPILOG, add_train_arguments
+from spade_rt.training.options import TRAIN_DESCRIPTION, TRAIN_EPILOG, TrainOptions, add_train_arguments
 
 log = logging.getLogger("spade_rt")
 
-__all__ = ["add_train_arguments", "main", "run_from_args", "training_kwargs"]
+__all__ = ["add_train_arguments", "main", "run_from_args", "training_options"]
 
 
-def training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Parsed options -> training_loop keywords; with --resume, options not given come from RUN/options.json."""
-    from spade_rt.training.training_loop import training_loop
-
-    accepted = set(inspect.signature(training_loop).parameters)
-    given = {k: v for k, v in vars(args).items() if k in accepted}
-    given["progress"] = not getattr(args, "quiet", False)
-    if given.get("resume"):
-        path = Path(given["run_dir"]) / "options.json"
+def training_options(args: argparse.Namespace) -> TrainOptions:
+    """Parsed options -> TrainOptions; with --resume, options not given come from RUN/options.json."""
+    given = {k: v for k, v in vars(args).items() if k in TrainOptions.field_names()}
+    if getattr(args, "resume", False):
+        path = Path(args.run_dir) / "options.json"
         if not path.is_file():
             raise ConfigError(f"nothing to resume: {path} does not exist (start the run without --resume)")
         saved = json.loads(path.read_text())
-        unknown = sorted(set(saved) - accepted)
+        unknown = sorted(set(saved) - TrainOptions.field_names())
         if unknown:
             raise ConfigError(f"{path} has options this spade-rt does not know: {', '.join(unknown)}")
         given = {**saved, **given}
-    return given
+    return TrainOptions.from_flat(given)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     from spade_rt.training.training_loop import training_loop
 
-    training_loop(**training_kwargs(args))
+    training_loop(
+        args.run_dir,
+        training_options(args),
+        resume=getattr(args, "resume", False),
+        progress=not getattr(args, "quiet", False),
+    )
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The SPADE training loop: one straight function whose keyword signature is the run's configuration.
+"""The SPADE training loop: one straight function over a ``TrainOptions`` (training/options.py), read top
+to bottom: configuration and data, networks, optimisers, resume, losses, loader, outputs, then the steps.
+Each piece is a function of one job below it.
 
 Per step, on one global batch (each process takes its slice): ``Gmain`` (generator + encoder update),
 EMA update, ``Dmain`` (discriminator update), as the original trainer does. Everything a step depends on
@@ -17,6 +19,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spade_rt.errors import ConfigError
 from spade_rt.io_utils import atomic_write_json
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.layers import init_weights
+from spade_rt.model.native_format import save_model
+from spade_rt.model.networks import ConvEncoder, SPADEGenerator
 from spade_rt.training import distributed, outputs
-from spade_rt.training.config import GeneratorConfig
 from spade_rt.training.dataset import (
     BatchOrder,
     RankBatchSampler,
@@ -36,10 +42,9 @@ from spade_rt.training.dataset import (
     dataset_fingerprint,
     default_dataset_mode,
 )
-from spade_rt.training.layers import init_weights
+from spade_rt.training.discriminator import MultiscaleDiscriminator
 from spade_rt.training.loss import LossWeights, SPADELoss, VGGLoss
-from spade_rt.training.model_io import save_model
-from spade_rt.training.networks import ConvEncoder, MultiscaleDiscriminator, SPADEGenerator
+from spade_rt.training.options import NetworkOptions, OptimizerOptions, TrainOptions
 from spade_rt.training.state import capture_rng, load_state, restore_rng, save_state
 
 log = logging.getLogger(__name__)
@@ -68,182 +73,56 @@ MODEL_OPTIONS = (
 ORDER_OPTIONS = ("seed", "batch_size", "dataset_mode", "dataroot", "procedural_size", "flip", "preprocess_mode")
 
 
+@dataclass
+class Networks:
+    G: SPADEGenerator
+    D: MultiscaleDiscriminator
+    E: ConvEncoder | None
+    G_ema: SPADEGenerator | None  # the exported weights when ``ema``
+
+
+@dataclass
+class Optimizers:
+    opt_G: torch.optim.Adam
+    opt_D: torch.optim.Adam
+    scaler_G: torch.amp.GradScaler
+    scaler_D: torch.amp.GradScaler
+    lr_G: float
+    lr_D: float
+    use_amp: bool
+
+
 def training_loop(
-    *,
-    run_dir: str,
-    # data
-    preset: str = "landscape",
-    dataset_mode: str | None = None,  # default: the preset's layout; procedural for 'landscape'
-    dataroot: str | None = None,
-    phase: str = "train",
-    label_dir: str | None = None,
-    image_dir: str | None = None,
-    instance_dir: str | None = None,
-    preprocess_mode: str | None = None,  # default: the layout's original mode (resize_and_crop / fixed)
-    load_size: int | None = None,  # default: crop_size * 286/256 for crop modes
-    flip: bool = True,
-    procedural_size: int = 10000,
-    data_check: bool = True,
-    pairing_check: bool = True,
-    workers: int | None = None,  # default: 4 on CUDA, 0 on CPU
-    # generator (None: the preset's value)
-    label_nc: int | None = None,
-    contain_dontcare_label: bool | None = None,
-    use_instance: bool | None = None,
-    crop_size: int | None = None,
-    aspect_ratio: float | None = None,
-    num_upsampling_layers: str | None = None,
-    ngf: int = 64,
-    norm_G: str = "spectralspadesyncbatch3x3",
-    use_vae: bool = False,
-    z_dim: int = 256,
-    norm_E: str = "spectralinstance",
-    init_type: str = "xavier",
-    init_gain: float = 0.02,
-    # discriminator
-    ndf: int = 64,
-    n_layers_D: int = 4,
-    num_D: int = 2,
-    norm_D: str = "spectralinstance",
-    # optimisation
-    batch_size: int = 1,  # global: split over the processes
-    steps: int = 100_000,
-    lr: float = 2e-4,
-    ttur: bool = True,  # G lr/2, D lr*2
-    beta1: float | None = None,  # default 0 with TTUR, else 0.5
-    beta2: float | None = None,  # default 0.9 with TTUR, else 0.999
-    lr_decay_steps: int = 0,  # linear decay to zero over the last N steps
-    lambda_feat: float = 10.0,
-    lambda_vgg: float = 10.0,
-    lambda_kld: float = 0.05,
-    gan_feat_loss: bool = True,
-    vgg_weights: str | None = None,
-    ema: bool = False,
-    ema_decay: float = 0.999,
-    amp: bool = True,  # fp16 autocast + GradScaler, CUDA only
-    seed: int = 0,
-    device: str | None = None,
-    dtype: str = "float32",  # float64: for verification (1-vs-N-process equality to ~1e-12)
-    # outputs
-    save_every: int = 1000,
-    snapshot_every: int = 10_000,
-    sample_every: int = 1000,
-    log_every: int = 50,
-    num_samples: int = 8,
-    tensorboard: bool = True,
-    resume: bool = False,
-    progress: bool = True,
+    run_dir: str | Path, options: TrainOptions, *, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    options = {k: v for k, v in locals().items() if k not in ("run_dir", "resume", "progress")}
+    """Train (or, with ``resume``, continue) the run in ``run_dir``; returns {step, losses, seconds}."""
+    o = options
+    flat = o.flat()
     run = Path(run_dir)
-    info = distributed.init_distributed(device)
+    info = distributed.init_distributed(o.optim.device)
     dev = info.device
-    _check_options(options)
-    fdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    _check_options(flat)
+    fdtype = {"float32": torch.float32, "float64": torch.float64}[o.optim.dtype]
 
-    # ---- configuration and data: everything that can be wrong fails here, before any step ------------
-    cfg = GeneratorConfig.from_preset(
-        preset,
-        label_nc=label_nc,
-        contain_dontcare_label=contain_dontcare_label,
-        use_instance=use_instance,
-        crop_size=crop_size,
-        aspect_ratio=aspect_ratio,
-        num_upsampling_layers=num_upsampling_layers,
-        ngf=ngf,
-        norm_G=norm_G,
-        use_vae=use_vae,
-        z_dim=z_dim,
-        has_encoder=use_vae,
-        norm_E=norm_E,
-    )
-    if use_vae and cfg.crop_size < 256:
-        raise ConfigError(
-            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
-            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
-        )
-    if use_vae and z_dim != 256:
-        raise ConfigError(f"use_vae needs z_dim 256 (got {z_dim}): the original style encoder always encodes 256-d z")
-    saved_options = _check_run_dir(run, options, resume)
-    mode = dataset_mode or default_dataset_mode(preset)
-    dataset = build_dataset(
-        cfg,
-        mode,
-        dataroot=dataroot,
-        phase=phase,
-        label_dir=label_dir,
-        image_dir=image_dir,
-        instance_dir=instance_dir,
-        preprocess_mode=preprocess_mode,
-        load_size=load_size,
-        flip=flip,
-        procedural_size=procedural_size,
-        seed=seed,
-        check=data_check,
-        pairing_check=pairing_check,
-    )
-    order = BatchOrder(len(dataset), batch_size, seed)
-    vgg = _load_vgg(vgg_weights, dev)
-    if beta1 is None:
-        beta1 = 0.0 if ttur else 0.5
-    if beta2 is None:
-        beta2 = 0.9 if ttur else 0.999
-    lr_G, lr_D = (lr / 2, lr * 2) if ttur else (lr, lr)
+    # configuration and data: everything that can be wrong fails here, before any step
+    cfg = generator_config(o.network)
+    saved_options = _check_run_dir(run, flat, resume)
+    dataset = build_dataset_for(cfg, o)
+    order = BatchOrder(len(dataset), o.optim.batch_size, o.optim.seed)
+    vgg = _load_vgg(o.loss.vgg_weights, dev)
 
-    # ---- networks and optimisers (identical on every process: same seed) ------------------------------
-    _seed_everything(seed)
-    G = SPADEGenerator(cfg)
-    D = MultiscaleDiscriminator(cfg.semantic_nc + 3, ndf, n_layers_D, num_D, norm_D)
-    E = ConvEncoder(ngf, cfg.crop_size, norm_E) if use_vae else None
-    for net in (G, D, E):
-        if net is not None:
-            init_weights(net, init_type, init_gain)
-            net.to(dev, fdtype).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if ema else None
-    g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
-    opt_G = torch.optim.Adam(g_params, lr=lr_G, betas=(float(beta1), float(beta2)))
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr_D, betas=(float(beta1), float(beta2)))
-    use_amp = amp and dev.type == "cuda" and fdtype == torch.float32
-    scaler_G = torch.amp.GradScaler("cuda", enabled=use_amp)
-    scaler_D = torch.amp.GradScaler("cuda", enabled=use_amp)
-
+    nets = build_networks(cfg, o.network, o.optim, dev, fdtype)
+    opts = build_optimizers(nets, o.optim, dev, fdtype)
     start = 0
     fingerprint = dataset_fingerprint(dataset)
     if resume:
-        state = load_state(run / "state.pt")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        if E is not None:
-            E.load_state_dict(state["E"])
-        if G_ema is not None:
-            G_ema.load_state_dict(state["G_ema"])
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
-        if use_amp and state.get("scaler_G"):
-            scaler_G.load_state_dict(state["scaler_G"])
-            scaler_D.load_state_dict(state["scaler_D"])
-        restore_rng(state["rng"])
+        state = restore(run, nets, opts)
         start = int(state["step"])
-        _warn_order_changes(saved_options, options, state, fingerprint)
+        _warn_order_changes(saved_options, flat, state, fingerprint)
         log.info("resuming %s at step %d", run, start)
+    loss = build_loss(nets, cfg, o, info, dev, vgg)
 
-    # ---- processes: sync batch norm where the norm says 'syncbatch', DDP wrappers -------------------
-    G_run, D_run, E_run = G, D, E
-    if info.distributed:
-        if "syncbatch" in norm_G:
-            distributed.convert_sync_batchnorm(G, dev)
-        if "syncbatch" in norm_D:
-            distributed.convert_sync_batchnorm(D, dev)
-        if E is not None and "syncbatch" in norm_E:
-            distributed.convert_sync_batchnorm(E, dev)
-        ids = [dev.index] if dev.type == "cuda" else None
-        G_run, D_run = DistributedDataParallel(G, device_ids=ids), DistributedDataParallel(D, device_ids=ids)
-        E_run = DistributedDataParallel(E, device_ids=ids) if E is not None else None
-    weights = LossWeights(lambda_feat, lambda_vgg, lambda_kld, gan_feat_loss, kld_scale=float(info.world_size))
-    loss = SPADELoss(G_run, D_run, D, E_run, G, E, cfg.num_label_ids, weights, VGGLoss(vgg) if vgg else None)
-
-    if workers is None:
-        workers = 4 if dev.type == "cuda" else 0
+    workers = o.data.workers if o.data.workers is not None else (4 if dev.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=RankBatchSampler(order, info.rank, info.world_size, start),
@@ -251,92 +130,47 @@ def training_loop(
         pin_memory=dev.type == "cuda",
     )
     batches = iter(loader)
-    local = batch_size // info.world_size
 
-    # ---- outputs (process 0) ----------------------------------------------------------------------
-    writer = None
-    preview = None
-    if info.is_main:
+    writer = preview = None
+    if info.is_main:  # outputs: process 0
         run.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run / "options.json", options)
+        atomic_write_json(run / "options.json", flat)
         outputs.truncate_stats(run / "stats.jsonl", start)
-        writer = outputs.open_tensorboard(run, start) if tensorboard else None
-        preview = outputs.preview_batch(dataset, num_samples)
+        writer = outputs.open_tensorboard(run, start) if o.outputs.tensorboard else None
+        preview = outputs.preview_batch(dataset, o.outputs.num_samples)
         log.info(
             "training %s: ngf %d, %dx%d, %d samples, global batch %d on %d process(es), %s, steps %d -> %d",
-            preset, ngf, *cfg.output_hw, len(dataset), batch_size, info.world_size, dev, start, steps,
+            o.network.preset, o.network.ngf, *cfg.output_hw, len(dataset), o.optim.batch_size, info.world_size,
+            dev, start, o.optim.steps,
         )  # fmt: skip
 
     def save(step: int) -> None:
-        """state.pt first (what resume reads), then latest.safetensors; both atomic."""
-        if not info.is_main:
-            return
-        state = {
-            "step": step,
-            "G": G.state_dict(),
-            "D": D.state_dict(),
-            "E": E.state_dict() if E is not None else None,
-            "G_ema": G_ema.state_dict() if G_ema is not None else None,
-            "opt_G": opt_G.state_dict(),
-            "opt_D": opt_D.state_dict(),
-            "scaler_G": scaler_G.state_dict() if use_amp else None,
-            "scaler_D": scaler_D.state_dict() if use_amp else None,
-            "rng": capture_rng(),
-            "data": {"seed": seed, "batch_size": batch_size, "fingerprint": fingerprint},
-            "world_size": info.world_size,
-        }
-        save_state(run / "state.pt", state)
-        save_model(run / "latest.safetensors", outputs.native_model(cfg, G_ema or G, E, run, step, ema))
+        if info.is_main:
+            save_run(run, step, nets, opts, cfg, o, info, fingerprint)
 
-    # ---- the loop ---------------------------------------------------------------------------------
+    # the loop
+    steps, out = o.optim.steps, o.outputs
     stats: dict[str, float] = {}
     t_start = time.perf_counter()
     bar = outputs.progress_bar(progress and info.is_main, start, steps)
     with outputs.log_through(bar):  # log lines above the progress bar, not through it
         for step in range(start, steps):
-            f = 1.0 if lr_decay_steps <= 0 else min(1.0, (steps - step) / lr_decay_steps)
-            for group in opt_G.param_groups:
-                group["lr"] = lr_G * f
-            for group in opt_D.param_groups:
-                group["lr"] = lr_D * f
             batch = next(batches)
-            seg = loss.semantics(batch, dev).to(fdtype)  # (n, semantic_nc, H, W), n = batch_size / processes
-            real = batch["image"].to(dev, fdtype, non_blocking=True)  # (n, 3, H, W) in [-1, 1]
-            eps_g, eps_d = _vae_noise(use_vae, seed, step, batch_size, z_dim, info.rank * local, local, dev, fdtype)
-
-            # Gmain: generator (+ encoder) step; D takes no gradient
-            D.requires_grad_(False)
-            opt_G.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                g_total, g_losses, _ = loss.gmain(seg, real, eps_g)
-            scaler_G.scale(g_total).backward()
-            scaler_G.step(opt_G)
-            scaler_G.update()
-            if G_ema is not None:
-                _update_ema(G_ema, G, ema_decay)
-
-            # Dmain: discriminator step on the same batch, fake regenerated by the updated G
-            D.requires_grad_(True)
-            opt_D.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                d_total, d_losses, = loss.dmain(seg, real, eps_d)  # fmt: skip
-            scaler_D.scale(d_total).backward()
-            scaler_D.step(opt_D)
-            scaler_D.update()
-
+            g_losses, d_losses, f = train_step(step, batch, nets, opts, loss, o, info, dev, fdtype)
             done = step + 1
-            if done % log_every == 0 or done == steps:
+            if done % out.log_every == 0 or done == steps:
                 stats = distributed.mean_across({**g_losses, **d_losses}, info)
                 if info.is_main:
-                    outputs.record_losses(run, writer, done, stats, lr_G * f, lr_D * f, time.perf_counter() - t_start)
+                    elapsed = time.perf_counter() - t_start
+                    outputs.record_losses(run, writer, done, stats, opts.lr_G * f, opts.lr_D * f, elapsed)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
             bar.update(1)
-            if info.is_main and (done % sample_every == 0 or done == steps):
-                outputs.write_samples(run, writer, done, preview, G_ema or G, E, cfg, dev)
-            if done % save_every == 0 or done == steps:
+            if info.is_main and (done % out.sample_every == 0 or done == steps):
+                outputs.write_samples(run, writer, done, preview, nets.G_ema or nets.G, nets.E, cfg, dev)
+            if done % out.save_every == 0 or done == steps:
                 save(done)
-            if info.is_main and done % snapshot_every == 0:
-                outputs.write_snapshot(run, done, cfg, G_ema or G, E, options, ema)
+            if info.is_main and done % out.snapshot_every == 0:
+                outputs.write_snapshot(run, done, cfg, nets.G_ema or nets.G, nets.E, flat, o.optim.ema)
     bar.close()
     if start >= steps and info.is_main:
         log.info("%s is already at step %d (>= --steps %d): nothing to do", run, start, steps)
@@ -348,6 +182,182 @@ def training_loop(
     if info.is_main and start < steps:
         log.info("done: %d steps in %.1f s; model %s", steps - start, elapsed, run / "latest.safetensors")
     return {"step": max(start, steps), "losses": stats, "seconds": elapsed}
+
+
+# ---- the pieces, in the order the loop uses them ----------------------------------------------------------
+def generator_config(n: NetworkOptions) -> GeneratorConfig:
+    """The preset's generator with the options given; VAE constraints of the original encoder checked."""
+    cfg = GeneratorConfig.from_preset(
+        n.preset,
+        label_nc=n.label_nc,
+        contain_dontcare_label=n.contain_dontcare_label,
+        use_instance=n.use_instance,
+        crop_size=n.crop_size,
+        aspect_ratio=n.aspect_ratio,
+        num_upsampling_layers=n.num_upsampling_layers,
+        ngf=n.ngf,
+        norm_G=n.norm_G,
+        use_vae=n.use_vae,
+        z_dim=n.z_dim,
+        has_encoder=n.use_vae,
+        norm_E=n.norm_E,
+    )
+    if n.use_vae and cfg.crop_size < 256:
+        raise ConfigError(
+            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
+            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
+        )
+    if n.use_vae and n.z_dim != 256:
+        raise ConfigError(f"use_vae needs z_dim 256 (got {n.z_dim}): the original style encoder always encodes 256-d z")
+    return cfg
+
+
+def build_dataset_for(cfg: GeneratorConfig, o: TrainOptions):
+    d = o.data
+    return build_dataset(
+        cfg,
+        d.dataset_mode or default_dataset_mode(o.network.preset),
+        dataroot=d.dataroot,
+        phase=d.phase,
+        label_dir=d.label_dir,
+        image_dir=d.image_dir,
+        instance_dir=d.instance_dir,
+        preprocess_mode=d.preprocess_mode,
+        load_size=d.load_size,
+        flip=d.flip,
+        procedural_size=d.procedural_size,
+        seed=o.optim.seed,
+        check=d.data_check,
+        pairing_check=d.pairing_check,
+    )
+
+
+def build_networks(cfg: GeneratorConfig, n: NetworkOptions, opt: OptimizerOptions, dev, fdtype) -> Networks:
+    """G, D (and E) initialised from the seed: identical on every process."""
+    _seed_everything(opt.seed)
+    G = SPADEGenerator(cfg)
+    D = MultiscaleDiscriminator(cfg.semantic_nc + 3, n.ndf, n.n_layers_D, n.num_D, n.norm_D)
+    E = ConvEncoder(n.ngf, cfg.crop_size, n.norm_E) if n.use_vae else None
+    for net in (G, D, E):
+        if net is not None:
+            init_weights(net, n.init_type, n.init_gain)
+            net.to(dev, fdtype).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if opt.ema else None
+    return Networks(G, D, E, G_ema)
+
+
+def build_optimizers(nets: Networks, opt: OptimizerOptions, dev, fdtype) -> Optimizers:
+    """Adam for G (+ E) and D with TTUR learning rates; GradScalers for CUDA autocast."""
+    beta1 = opt.beta1 if opt.beta1 is not None else (0.0 if opt.ttur else 0.5)
+    beta2 = opt.beta2 if opt.beta2 is not None else (0.9 if opt.ttur else 0.999)
+    lr_G, lr_D = (opt.lr / 2, opt.lr * 2) if opt.ttur else (opt.lr, opt.lr)
+    g_params = list(nets.G.parameters()) + (list(nets.E.parameters()) if nets.E is not None else [])
+    opt_G = torch.optim.Adam(g_params, lr=lr_G, betas=(float(beta1), float(beta2)))
+    opt_D = torch.optim.Adam(nets.D.parameters(), lr=lr_D, betas=(float(beta1), float(beta2)))
+    use_amp = opt.amp and dev.type == "cuda" and fdtype == torch.float32
+    scaler_G = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler_D = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return Optimizers(opt_G, opt_D, scaler_G, scaler_D, lr_G, lr_D, use_amp)
+
+
+def restore(run: Path, nets: Networks, opts: Optimizers) -> dict:
+    """Networks, optimisers, scalers and RNG from RUN/state.pt; returns the state (its "step" continues)."""
+    state = load_state(run / "state.pt")
+    nets.G.load_state_dict(state["G"])
+    nets.D.load_state_dict(state["D"])
+    if nets.E is not None:
+        nets.E.load_state_dict(state["E"])
+    if nets.G_ema is not None:
+        nets.G_ema.load_state_dict(state["G_ema"])
+    opts.opt_G.load_state_dict(state["opt_G"])
+    opts.opt_D.load_state_dict(state["opt_D"])
+    if opts.use_amp and state.get("scaler_G"):
+        opts.scaler_G.load_state_dict(state["scaler_G"])
+        opts.scaler_D.load_state_dict(state["scaler_D"])
+    restore_rng(state["rng"])
+    return state
+
+
+def build_loss(nets: Networks, cfg: GeneratorConfig, o: TrainOptions, info, dev, vgg) -> SPADELoss:
+    """Sync batch norm where a norm says 'syncbatch', DDP wrappers over processes, then the SPADE losses."""
+    G_run, D_run, E_run = nets.G, nets.D, nets.E
+    n = o.network
+    if info.distributed:
+        if "syncbatch" in n.norm_G:
+            distributed.convert_sync_batchnorm(nets.G, dev)
+        if "syncbatch" in n.norm_D:
+            distributed.convert_sync_batchnorm(nets.D, dev)
+        if nets.E is not None and "syncbatch" in n.norm_E:
+            distributed.convert_sync_batchnorm(nets.E, dev)
+        ids = [dev.index] if dev.type == "cuda" else None
+        G_run, D_run = DistributedDataParallel(nets.G, device_ids=ids), DistributedDataParallel(nets.D, device_ids=ids)
+        E_run = DistributedDataParallel(nets.E, device_ids=ids) if nets.E is not None else None
+    lo = o.loss
+    weights = LossWeights(
+        lo.lambda_feat, lo.lambda_vgg, lo.lambda_kld, lo.gan_feat_loss, kld_scale=float(info.world_size)
+    )
+    return SPADELoss(
+        G_run, D_run, nets.D, E_run, nets.G, nets.E, cfg.num_label_ids, weights, VGGLoss(vgg) if vgg else None
+    )
+
+
+def train_step(step: int, batch, nets: Networks, opts: Optimizers, loss: SPADELoss, o: TrainOptions, info, dev, fdtype):
+    """One global batch: learning rate of this step, Gmain (+ EMA), Dmain. Returns (G losses, D losses, lr factor)."""
+    opt = o.optim
+    f = 1.0 if opt.lr_decay_steps <= 0 else min(1.0, (opt.steps - step) / opt.lr_decay_steps)
+    for group in opts.opt_G.param_groups:
+        group["lr"] = opts.lr_G * f
+    for group in opts.opt_D.param_groups:
+        group["lr"] = opts.lr_D * f
+    local = opt.batch_size // info.world_size
+    seg = loss.semantics(batch, dev).to(fdtype)  # (n, semantic_nc, H, W), n = batch_size / processes
+    real = batch["image"].to(dev, fdtype, non_blocking=True)  # (n, 3, H, W) in [-1, 1]
+    z_dim = o.network.z_dim
+    eps_g, eps_d = _vae_noise(
+        o.network.use_vae, opt.seed, step, opt.batch_size, z_dim, info.rank * local, local, dev, fdtype
+    )
+
+    # Gmain: generator (+ encoder) step; D takes no gradient
+    nets.D.requires_grad_(False)
+    opts.opt_G.zero_grad(set_to_none=True)
+    with torch.autocast(dev.type, dtype=torch.float16, enabled=opts.use_amp):
+        g_total, g_losses, _ = loss.gmain(seg, real, eps_g)
+    opts.scaler_G.scale(g_total).backward()
+    opts.scaler_G.step(opts.opt_G)
+    opts.scaler_G.update()
+    if nets.G_ema is not None:
+        _update_ema(nets.G_ema, nets.G, opt.ema_decay)
+
+    # Dmain: discriminator step on the same batch, fake regenerated by the updated G
+    nets.D.requires_grad_(True)
+    opts.opt_D.zero_grad(set_to_none=True)
+    with torch.autocast(dev.type, dtype=torch.float16, enabled=opts.use_amp):
+        d_total, d_losses, = loss.dmain(seg, real, eps_d)  # fmt: skip
+    opts.scaler_D.scale(d_total).backward()
+    opts.scaler_D.step(opts.opt_D)
+    opts.scaler_D.update()
+    return g_losses, d_losses, f
+
+
+def save_run(run: Path, step: int, nets: Networks, opts: Optimizers, cfg, o: TrainOptions, info, fingerprint) -> None:
+    """state.pt first (what resume reads), then latest.safetensors; both atomic."""
+    state = {
+        "step": step,
+        "G": nets.G.state_dict(),
+        "D": nets.D.state_dict(),
+        "E": nets.E.state_dict() if nets.E is not None else None,
+        "G_ema": nets.G_ema.state_dict() if nets.G_ema is not None else None,
+        "opt_G": opts.opt_G.state_dict(),
+        "opt_D": opts.opt_D.state_dict(),
+        "scaler_G": opts.scaler_G.state_dict() if opts.use_amp else None,
+        "scaler_D": opts.scaler_D.state_dict() if opts.use_amp else None,
+        "rng": capture_rng(),
+        "data": {"seed": o.optim.seed, "batch_size": o.optim.batch_size, "fingerprint": fingerprint},
+        "world_size": info.world_size,
+    }
+    save_state(run / "state.pt", state)
+    model = outputs.native_model(cfg, nets.G_ema or nets.G, nets.E, run, step, o.optim.ema)
+    save_model(run / "latest.safetensors", model)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from spade_rt.errors import ModelFormatError
-from spade_rt.training.checkpoint import load_torch_state_dict
+from spade_rt.model.original_checkpoint import load_torch_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,12 @@ from spade_rt.errors import InputError
 
 def run(args: argparse.Namespace) -> int:
     require_toolchain("build", ("onnx",))
-    from spade_rt.engines import BUILT_DIR, get_recipe
-    from spade_rt.export.trt_build import build_engine
-    from spade_rt.runtime.synthesizer import model_kind
+    from spade_rt.cache import built_dir
+    from spade_rt.engines.build import build_engine
+    from spade_rt.engines.recipes import get_recipe
+    from spade_rt.runtime.model_kind import model_kind
 
+    built = built_dir(args.cache_dir)
     source = Path(args.input)
     kind = model_kind(source)
     if kind == "engine":
@@ -26,16 +28,16 @@ def run(args: argparse.Namespace) -> int:
         require_toolchain("build")
         from spade_rt.export.exporter import export_model
         from spade_rt.export.onnx_graph import GraphOptions
-        from spade_rt.training.model_io import load_model
+        from spade_rt.model.native_format import load_model
 
         preset = load_model(source).config.preset
         if preset != recipe.preset:
             raise InputError(f"recipe {recipe.name} is for preset {recipe.preset}; {source} is a {preset} model")
-        source = recipe.onnx_path()
+        source = recipe.onnx_path(built)
         export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
     elif recipe is not None:
         raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
-    destination = args.destination or (recipe.engine_path() if recipe else BUILT_DIR / f"{source.stem}.engine")
+    destination = args.destination or (recipe.engine_path(built) if recipe else built / f"{source.stem}.engine")
     build_engine(
         source,
         destination,
@@ -58,9 +60,21 @@ def register(sub) -> None:
     )
     p.add_argument("input", help="graph from `spade-rt export` (fp16 for speed), or a spade-rt model with --recipe")
     p.add_argument(
-        "-o", dest="destination", metavar="OUT.engine", help="engine to write (default: engines/built/NAME.engine)"
+        "-o",
+        dest="destination",
+        metavar="OUT.engine",
+        help="engine to write (default: NAME.engine in the cache's built/ folder, see --cache-dir)",
     )
-    p.add_argument("--recipe", help="export options of engines/recipes.json, e.g. ade20k-256-fp16 (model input)")
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where recipe graphs and engines without -o go: DIR/built/ (default: $SPADE_RT_CACHE, else "
+        "~/.cache/spade-rt)",
+    )
+    p.add_argument(
+        "--recipe",
+        help="export + build options of engines/recipes.json, e.g. ade20k-256-fp16 (spade-rt model input)",
+    )
     p.add_argument(
         "--backend",
         choices=("auto", "tensorrt", "tensorrt-rtx"),

@@ -8,6 +8,7 @@ import json
 import sys
 
 from spade_rt.errors import BackendUnavailableError
+from spade_rt.runtime.registry import TOOLCHAIN_INSTALL
 
 
 def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safetensors", "onnx")) -> None:
@@ -15,8 +16,7 @@ def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safete
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise BackendUnavailableError(
-            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): "
-            "pip install 'spade-rt[export]' (CPU torch: pip install torch==2.13.0 first)"
+            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): {TOOLCHAIN_INSTALL}"
         )
 
 

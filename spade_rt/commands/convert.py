@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from spade_rt.commands.common import require_toolchain
+from spade_rt.presets import preset_names
 
 log = logging.getLogger("spade_rt")
 
@@ -64,7 +65,7 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     require_toolchain("convert")
-    from spade_rt.training.convert import convert_checkpoint
+    from spade_rt.model.convert import convert_checkpoint
 
     model = convert_checkpoint(
         args.checkpoint, args.preset, args.output, encoder_path=args.encoder, **_model_options(args)
@@ -97,10 +98,15 @@ def register(sub) -> None:
     p.add_argument(
         "--preset",
         required=True,
-        choices=("coco", "ade20k", "cityscapes", "facades", "custom"),
+        choices=preset_names(),
         help="dataset conventions: label count, dontcare, instance edges, size",
     )
     p.add_argument("--encoder", help="latest_net_E.pth of a VAE model (enables synthesize --style)")
-    p.add_argument("-o", "--output", required=True, help="output model file, e.g. coco.safetensors")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output model file, e.g. coco.safetensors (always a safetensors file, whatever its name)",
+    )
     _add_model_options(p)
     p.set_defaults(func=run)

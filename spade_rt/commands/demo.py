@@ -2,8 +2,9 @@
 
 The model ships in the package (spade_rt/assets/landscape_demo.safetensors, trained by
 `spade-rt train --preset landscape ...`, see docs/training.md). The default path exports it once to an
-exact ONNX graph under engines/built/ (needs the toolchain the first time) and runs that graph with ONNX
-Runtime, torch-free; `--backend torch` runs the PyTorch network instead.
+exact ONNX graph in the per-user cache (spade_rt.cache: ~/.cache/spade-rt/built/, or $SPADE_RT_CACHE, or
+--cache-dir; needs the toolchain the first time) and runs that graph with ONNX Runtime, torch-free;
+`--backend torch` runs the PyTorch network instead.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def demo_graph(model: Path, directory: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spade_rt.engines import BUILT_DIR
+    from spade_rt.cache import built_dir
     from spade_rt.palettes import colorize
     from spade_rt.procedural import landscape_labels
     from spade_rt.runtime.synthesizer import Synthesizer
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 16:
         raise InputError(f"--count {args.count}: expected 1..16 scenes")
     model = demo_model()
-    source = model if args.backend == "torch" else demo_graph(model, BUILT_DIR)
+    source = model if args.backend == "torch" else demo_graph(model, built_dir(args.cache_dir))
     with Synthesizer(source) as synth:
         h, w = synth.spec.labels.height, synth.spec.labels.width
         labels = np.stack([landscape_labels(h, w, args.seed + i) for i in range(args.count)])
@@ -91,7 +92,8 @@ def register(sub) -> None:
         help="the embedded landscape model on new procedural scenes (no download)",
         description="Draw procedural landscape label maps, synthesize them with the demo model that ships in the "
         "package, and write one picture: label maps on top, pictures below. The first run exports the model to an "
-        "exact ONNX graph under engines/built/; later runs use it with ONNX Runtime only.",
+        "exact ONNX graph in the per-user cache (~/.cache/spade-rt/built/, $SPADE_RT_CACHE or --cache-dir); later "
+        "runs use it with ONNX Runtime only.",
     )
     p.add_argument("-o", dest="output", default="demo.png", metavar="OUT.png", help="picture to write (demo.png)")
     p.add_argument("--seed", type=int, default=0, help="first scene (each seed is a different landscape)")
@@ -101,5 +103,10 @@ def register(sub) -> None:
         choices=("onnxruntime", "torch"),
         default="onnxruntime",
         help="onnxruntime: the exported graph (default); torch: the PyTorch network",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
     )
     p.set_defaults(func=run)

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from spade_rt.errors import InputError
+from spade_rt.palettes import PALETTES
+from spade_rt.runtime.registry import backend_names
 
 log = logging.getLogger("spade_rt")
 
@@ -15,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.images import save_output
     from spade_rt.labels import load_inputs
     from spade_rt.palettes import palette_for
-    from spade_rt.runtime.synthesizer import Synthesizer, model_kind
+    from spade_rt.runtime.model_kind import model_kind
+    from spade_rt.runtime.synthesizer import Synthesizer
 
     options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
     with Synthesizer(args.model, backend=args.backend, **options) as synth:
@@ -78,7 +81,11 @@ def register(sub) -> None:
         description="Run a model on a label PNG (class ids; 255 = unlabeled). The map is resized "
         "with NEAREST to the model's size, as the original test pipeline does.",
     )
-    p.add_argument("model", help="spade-rt model (.safetensors), ONNX graph (.onnx) or TensorRT engine (.engine)")
+    p.add_argument(
+        "model",
+        help="spade-rt model (.safetensors or a run directory), ONNX graph or TensorRT engine; the kind is read "
+        "from the file's content",
+    )
     p.add_argument(
         "--labels",
         required=True,
@@ -103,13 +110,13 @@ def register(sub) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "torch", "onnxruntime", "tensorrt"),
-        help="default: by file kind (.safetensors: torch, .onnx: onnxruntime, .engine: tensorrt)",
+        choices=("auto", *backend_names()),
+        help="default: by file kind (spade-rt model: torch, ONNX graph: onnxruntime, engine: tensorrt)",
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(
         "--palette",
-        choices=("coco", "ade20k", "cityscapes", "landscape", "none"),
+        choices=(*PALETTES, "none"),
         help="decode colour-coded label maps with this palette (default: the model's preset)",
     )
     p.add_argument("--batch-size", type=int, help="folder mode: maps per call (default 1)")

@@ -2,38 +2,18 @@
 
 A backend takes validated host arrays and returns the network output; the ``Synthesizer`` does the
 validation, batching and image conversion, so a backend only moves data and runs the network.
+Backends are listed in ``spade_rt.runtime.registry``; what a model takes and gives is its ``ModelSpec``
+(``spade_rt.runtime.spec``).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from spade_rt.labels import LabelSpec
-
-LABELS, EDGES, Z, IMAGE = "labels", "edges", "z", "image"  # tensor names of the exported graphs
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a loaded model takes and gives, whatever file it came from."""
-
-    preset: str
-    labels: LabelSpec
-    use_vae: bool = False
-    z_dim: int = 256
-    output: str = "float"  # 'float': (N, 3, H, W) in [-1, 1]; 'uint8': (N, H, W, 3) RGB
-    min_batch: int = 1
-    max_batch: int | None = None  # None: any
-    precision: str = "fp32"
-    dynamic_size: bool = False  # the graph takes any H, W (multiples of the latent cell)
-    extra: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def uses_edges(self) -> bool:
-        return self.labels.use_instance
+from spade_rt.runtime.spec import ModelSpec
 
 
 @dataclass

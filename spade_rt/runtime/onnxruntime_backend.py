@@ -15,38 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from spade_rt.errors import BackendUnavailableError, InputError, ModelFormatError
-from spade_rt.labels import LabelSpec
-from spade_rt.runtime.backend import EDGES, IMAGE, LABELS, Backend, ModelSpec, StageTimes, Z
+from spade_rt.runtime.backend import Backend, StageTimes
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, Z, report_path, spec_from_onnx_metadata
 
 log = logging.getLogger(__name__)
 
-SPEC_KEY = "spade_rt.spec"
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def spec_from_metadata(meta: dict[str, str], source: str) -> ModelSpec:
-    """Rebuild a ModelSpec from the JSON export wrote into the graph's metadata."""
-    if SPEC_KEY not in meta:
-        raise ModelFormatError(
-            f"{source} has no spade-rt metadata: export it with `spade-rt export MODEL -o {Path(source).name}`"
-        )
-    try:
-        s = json.loads(meta[SPEC_KEY])
-        labels = LabelSpec(s["label_nc"], s["contain_dontcare_label"], s["use_instance"], s["height"], s["width"])
-        return ModelSpec(
-            preset=s["preset"],
-            labels=labels,
-            use_vae=s["use_vae"],
-            z_dim=s["z_dim"],
-            output=s["output"],
-            min_batch=s["min_batch"],
-            max_batch=s["max_batch"],
-            precision=s["precision"],
-            dynamic_size=s["dynamic_size"],
-            extra=s,
-        )
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{source}: unreadable spade-rt metadata ({exc})") from None
 
 
 def default_threads() -> int:
@@ -93,7 +67,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
         self.session = make_session(model, providers, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.spec = spec_from_metadata(meta, str(model))
+        self.spec = spec_from_onnx_metadata(meta, str(model))
         self.providers = self.session.get_providers()
         self.on_gpu = self.providers[0] != "CPUExecutionProvider"
         self.input_names = {i.name for i in self.session.get_inputs()}
@@ -136,3 +110,33 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self._binding = None
         self.session = None
+
+
+def describe_graph(path: str | Path) -> dict:
+    """`spade-rt inspect X.onnx`: IO, precision, batch range, and export's report when it is beside the graph."""
+    path = Path(path)
+    session = make_session(path, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta()
+    spec = (
+        spec_from_onnx_metadata(meta.custom_metadata_map, str(path)) if SPEC_KEY in meta.custom_metadata_map else None
+    )
+    info = {
+        "file": str(path),
+        "kind": "ONNX graph",
+        "producer": meta.producer_name or "?",
+        "preset": spec.preset if spec else "?",
+        "precision": spec.precision if spec else "?",
+        "output": spec.output if spec else "?",
+        "batch_range": f"{spec.min_batch}:{spec.opt_batch}:{spec.max_batch}" if spec else "?",
+        "inputs": {i.name: f"{i.type} {i.shape}" for i in session.get_inputs()},
+        "outputs": {o.name: f"{o.type} {o.shape}" for o in session.get_outputs()},
+        "label_ids": f"0..{spec.labels.num_label_ids - 1}" if spec else "?",
+    }
+    report = report_path(path)
+    if report.is_file():  # export's report: costs and verification
+        r = json.loads(report.read_text())
+        info["gmacs_per_image"] = f"{r['gmacs_per_image']} (original formulation {r['original_gmacs_per_image']})"
+        if r.get("verification"):
+            v = r["verification"]
+            info["verified"] = f"relative L2 {v['max_rel_l2']:.2e} vs PyTorch (bound {v['bound']:g})"
+    return info

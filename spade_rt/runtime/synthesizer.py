@@ -11,63 +11,33 @@ per thread.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from spade_rt.errors import BackendUnavailableError, InputError, ModelFormatError
+from spade_rt.errors import InputError
 from spade_rt.images import float_to_uint8
-from spade_rt.labels import check_label_ids, instance_edges, map_dontcare, resize_nearest
-from spade_rt.runtime.backend import Backend, ModelSpec
+from spade_rt.labels import prepare_inputs
+from spade_rt.runtime.backend import Backend
+from spade_rt.runtime.model_kind import model_kind
+from spade_rt.runtime.registry import default_backend, get_backend, load_attr
+from spade_rt.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# backend name -> "module:factory"; imported only when chosen (the torch one needs the toolchain)
-BACKENDS = {
-    "torch": "spade_rt.training.torch_backend:TorchBackend",
-    "onnxruntime": "spade_rt.runtime.onnxruntime_backend:OnnxRuntimeBackend",
-    "tensorrt": "spade_rt.runtime.tensorrt_backend:TensorRTBackend",
-}
-# file kind -> default backend
-KIND_BACKEND = {"native": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def model_kind(path: str | Path) -> str:
-    """'native' (.safetensors / run dir), 'onnx' or 'engine', from the name; the loader checks the content."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in ENGINE_SUFFIXES:
-        return "engine"
-    if suffix == ".safetensors" or p.is_dir() or p.with_name(p.name + ".safetensors").is_file():
-        return "native"
-    raise ModelFormatError(
-        f"{p}: cannot tell the model kind from its name; expected a spade-rt model (.safetensors or a training "
-        f"run directory), an ONNX graph (.onnx) or a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})"
-    )
-
 
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
+    """The backend for ``model``: by its file kind (``auto``) or by name, from the registry."""
     kind = model_kind(model)
-    name = KIND_BACKEND[kind] if backend == "auto" else backend
-    if name not in BACKENDS:
-        raise BackendUnavailableError(f"unknown backend {name!r}: expected auto or one of {', '.join(BACKENDS)}")
-    module_name, _, attr = BACKENDS[name].partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except ImportError as exc:
-        hint = {
-            "torch": "pip install 'spade-rt[export]'",
-            "onnxruntime": "pip install onnxruntime",
-            "tensorrt": "pip install 'spade-rt[rtx]' (or [trt])",
-        }[name]
-        raise BackendUnavailableError(f"backend {name} is not installed ({exc.name} missing): {hint}") from None
-    return factory(model, **options)
+    entry = default_backend(kind) if backend == "auto" else get_backend(backend)
+    if kind not in entry.kinds:
+        raise InputError(
+            f"the {entry.name} backend runs {', '.join(entry.kinds)} files; {model} is a {kind} file "
+            f"(its backend: {default_backend(kind).name})"
+        )
+    return load_attr(entry, entry.factory)(model, **options)
 
 
 class Synthesizer:
@@ -98,57 +68,6 @@ class Synthesizer:
         """Standard-normal z (batch, z_dim) float32 from a numpy seed: the same z on every backend."""
         rng = np.random.default_rng(seed)
         return rng.standard_normal((batch, self.spec.z_dim), dtype=np.float32)
-
-    def _prepare_ids(self, labels: np.ndarray, resize: bool) -> np.ndarray:
-        spec = self.spec.labels
-        labels = np.asarray(labels)
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(f"labels must be an integer array of class ids, got dtype {labels.dtype}")
-        if labels.ndim not in (2, 3):
-            raise InputError(f"labels must be (H, W) or (N, H, W), got shape {labels.shape}")
-        batch = labels if labels.ndim == 3 else labels[None]
-        if self.spec.dynamic_size:
-            m = self.spec.extra.get("size_multiple", 1)
-            if batch.shape[1] % m or batch.shape[2] % m:
-                raise InputError(
-                    f"labels are {batch.shape[1]}x{batch.shape[2]}: this graph takes sizes in multiples of {m}"
-                )
-        elif batch.shape[1:] != (spec.height, spec.width):
-            if not resize:
-                raise InputError(
-                    f"labels are {batch.shape[1]}x{batch.shape[2]}; this model takes {spec.height}x{spec.width} "
-                    "(pass resize=True to resize with NEAREST)"
-                )
-            batch = np.stack([resize_nearest(b, spec.height, spec.width) for b in batch])
-        batch = map_dontcare(batch, spec.label_nc)
-        check_label_ids(batch, spec.num_label_ids, "labels")
-        return np.ascontiguousarray(batch.astype(spec.id_dtype, copy=False))
-
-    def _prepare_edges(self, ids: np.ndarray, instance, edges, resize: bool) -> np.ndarray | None:
-        if not self.spec.uses_edges:
-            if instance is not None or edges is not None:
-                raise InputError("this model takes no instance map or edges")
-            return None
-        n, h, w = ids.shape
-        if edges is not None:
-            e = np.asarray(edges)
-            e = e if e.ndim == 3 else e[None]
-            if e.shape != (n, h, w):
-                raise InputError(f"edges must have the labels' shape {(n, h, w)}, got {np.asarray(edges).shape}")
-            return np.ascontiguousarray((e != 0).astype(np.uint8))
-        if instance is None:  # label boundaries stand in for instance boundaries
-            return instance_edges(ids)
-        inst = np.asarray(instance)
-        if not np.issubdtype(inst.dtype, np.integer):
-            raise InputError(f"instance map must be an integer array, got dtype {inst.dtype}")
-        inst = inst if inst.ndim == 3 else inst[None]
-        if inst.ndim != 3 or inst.shape[0] != n:
-            raise InputError(f"instance map must be (H, W) or (N, H, W) with N = {n}, got {np.asarray(instance).shape}")
-        if inst.shape[1:] != (h, w):
-            if not resize:
-                raise InputError(f"instance map is {inst.shape[1]}x{inst.shape[2]}, labels are {h}x{w}")
-            inst = np.stack([resize_nearest(i, h, w) for i in inst])
-        return instance_edges(inst)
 
     def _prepare_z(self, n: int, z, seed: int | None) -> np.ndarray | None:
         if not self.spec.use_vae:
@@ -183,8 +102,16 @@ class Synthesizer:
         if output not in ("uint8", "float"):
             raise InputError(f"output must be 'uint8' or 'float', got {output!r}")
         single = np.ndim(labels) == 2
-        ids = self._prepare_ids(labels, resize)
-        e = self._prepare_edges(ids, instance, edges, resize)
+        ids, e = prepare_inputs(
+            labels,
+            self.spec.labels,
+            instance=instance,
+            edges=edges,
+            resize=resize,
+            dynamic_multiple=self.spec.size_multiple if self.spec.dynamic_size else None,
+        )
+        if single:
+            ids, e = ids[None], None if e is None else e[None]
         zz = self._prepare_z(ids.shape[0], z, seed)
         with self._lock:
             out = self.run_batched(ids, e, zz)

@@ -15,7 +15,6 @@ first call at a new shape is captured and later calls replay it. CUDA events tim
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,67 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spade_rt.errors import EngineCompatibilityError, InputError, ModelFormatError
-from spade_rt.labels import LabelSpec
-from spade_rt.runtime.backend import EDGES, IMAGE, LABELS, Backend, ModelSpec, StageTimes, Z
-from spade_rt.runtime.cuda import Cuda, cuda_array_pointer
-from spade_rt.runtime.trt_adapter import RTX_DEFAULT_TARGETS, TensorRT
+from spade_rt.engines.adapter import TensorRT
+from spade_rt.engines.cuda import Cuda, cuda_array_pointer
+from spade_rt.engines.manifest import load_manifest, spec_from_manifest, staleness
+from spade_rt.errors import EngineCompatibilityError, InputError
+from spade_rt.runtime.backend import Backend, StageTimes
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z
 
 log = logging.getLogger(__name__)
-
-
-def manifest_path(engine: Path) -> Path:
-    return Path(f"{engine}.json")
-
-
-def load_manifest(engine: Path) -> dict:
-    path = manifest_path(engine)
-    if not engine.is_file():
-        raise ModelFormatError(f"engine not found: {engine}")
-    if not path.is_file():
-        raise ModelFormatError(
-            f"{engine} has no manifest ({path.name}): build engines with `spade-rt build MODEL.onnx -o {engine.name}`"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["spec"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ModelFormatError(f"{path} is not a spade-rt engine manifest ({exc})") from None
-    return manifest
-
-
-def spec_from_manifest(manifest: dict) -> ModelSpec:
-    s = manifest["spec"]
-    labels = LabelSpec(s["label_nc"], s["contain_dontcare_label"], s["use_instance"], s["height"], s["width"])
-    return ModelSpec(
-        s["preset"],
-        labels,
-        s["use_vae"],
-        s["z_dim"],
-        s["output"],
-        s["min_batch"],
-        s["max_batch"],
-        s["precision"],
-        s["dynamic_size"],
-        extra=s,
-    )
-
-
-def staleness(manifest: dict, trt: TensorRT, device_cc: str | None) -> str | None:
-    """Why this engine cannot run here, or None. Pure: no GPU needed except for the compute capability."""
-    built = manifest["builder"]
-    if built["module"] != trt.module_name or built["version"] != trt.version:
-        here = f"{trt.module_name} {trt.version}"
-        return f"it was built with {built['module']} {built['version']}, this machine has {here}"
-    if device_cc is not None:
-        targets = manifest.get("target_compute_capabilities", [])
-        if trt.is_rtx:
-            later = "later" in targets and float(device_cc) >= float(RTX_DEFAULT_TARGETS[-1])
-            if device_cc not in targets and not later:
-                return f"it targets compute capability {', '.join(targets)}, this GPU is {device_cc}"
-        elif manifest.get("device_compute_capability") not in (None, device_cc):
-            return f"it was built on a {manifest['device_compute_capability']} GPU, this one is {device_cc}"
-    return None
 
 
 @dataclass
@@ -114,7 +60,7 @@ class TensorRTBackend(Backend):
         self.path = Path(model)
         manifest = load_manifest(self.path)
         self.trt = TensorRT.load(trt_backend or manifest["builder"]["backend"])
-        self.spec = spec_from_manifest(manifest)
+        self.spec = spec_from_manifest(manifest, str(self.path))
         self.last_times = StageTimes()
         self._tensors: dict[str, _Tensor] = {}
         self.cuda = None
@@ -141,7 +87,7 @@ class TensorRTBackend(Backend):
                 "rebuild from"
             )
         log.warning("%s is stale (%s): rebuilding from %s", self.path.name, reason, onnx_path.name)
-        from spade_rt.export.trt_build import build_engine  # toolchain: needs onnx
+        from spade_rt.engines.build import build_engine  # needs onnx: imported only to rebuild
 
         return build_engine(onnx_path, self.path, backend=self.trt.backend)
 

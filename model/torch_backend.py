@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from spade_rt.errors import InputError
-from spade_rt.runtime.backend import Backend, ModelSpec, StageTimes
-from spade_rt.training.model_io import build_encoder, build_generator, load_model
-from spade_rt.training.semantics import semantics_from_numpy
+from spade_rt.model.native_format import build_encoder, build_generator, load_model
+from spade_rt.model.semantics import semantics_from_numpy
+from spade_rt.runtime.backend import Backend, StageTimes
+from spade_rt.runtime.spec import ModelSpec
 
 
 class TorchBackend(Backend):

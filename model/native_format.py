@@ -15,23 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from spade_rt import __version__
 from spade_rt.errors import ConfigError, ModelFormatError
 from spade_rt.io_utils import atomic_path
-from spade_rt.training.checkpoint import StateDict, load_strict
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.layers import SNConv2d
-from spade_rt.training.networks import ConvEncoder, SPADEGenerator
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.networks import ConvEncoder, SPADEGenerator
+from spade_rt.model.original_checkpoint import StateDict, load_strict
+from spade_rt.runtime.model_kind import NATIVE_SUFFIX, RUN_LATEST
 
 log = logging.getLogger(__name__)
 
 FORMAT = "spade-rt-model"
 FORMAT_VERSION = 1
-NATIVE_SUFFIX = ".safetensors"
 
 
 @dataclass
@@ -46,8 +44,8 @@ class NativeModel:
 def resolve_model_path(path: str | Path) -> Path:
     """A model file, a run directory (-> its latest.safetensors), or a name whose .safetensors exists."""
     p = Path(path)
-    if p.is_dir() and (p / f"latest{NATIVE_SUFFIX}").is_file():
-        return p / f"latest{NATIVE_SUFFIX}"
+    if p.is_dir() and (p / RUN_LATEST).is_file():
+        return p / RUN_LATEST
     if not p.exists() and p.with_name(p.name + NATIVE_SUFFIX).is_file():
         return p.with_name(p.name + NATIVE_SUFFIX)
     if not p.is_file():
@@ -126,43 +124,3 @@ def build_encoder(model: NativeModel) -> ConvEncoder | None:
     net = ConvEncoder(cfg.ngf, cfg.crop_size, cfg.norm_E)
     load_strict(net, model.encoder, f"{model.path or 'model'} (encoder)")
     return net.eval()
-
-
-def count_parameters(state: StateDict) -> int:
-    """Learned parameters (spectral-norm u/v and BN statistics are buffers, not counted)."""
-    buffers = ("weight_u", "weight_v", "running_mean", "running_var", "num_batches_tracked")
-    return sum(t.numel() for k, t in state.items() if not k.endswith(buffers))
-
-
-def generator_macs(config: GeneratorConfig, batch: int = 1) -> int:
-    """Multiply-accumulates of the original formulation per forward, counted on the meta device."""
-    with torch.device("meta"):
-        net = SPADEGenerator(config).eval()
-    h, w = config.output_hw
-    seg = torch.zeros(batch, config.semantic_nc, h, w, device="meta")
-    z = torch.zeros(batch, config.z_dim, device="meta") if config.use_vae else None
-    return count_macs(net, (seg, z))
-
-
-def count_macs(net: torch.nn.Module, args: tuple) -> int:
-    """Sum of conv/linear MACs (output elements x fan-in) over one forward."""
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        weight = module.weight_orig if hasattr(module, "weight_orig") else module.weight
-        fan_in = weight[0].numel()
-        total += output.numel() * fan_in
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in net.modules()
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, SNConv2d))
-    ]
-    try:
-        with torch.no_grad():
-            net(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    return total

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from spade_rt.errors import CheckpointMismatchError, ConfigError, ModelFormatError, UnsafeCheckpointError
+from spade_rt.model.config import GeneratorConfig
 from spade_rt.presets import PRESETS, describe_channels, get_preset, latent_size
-from spade_rt.training.config import GeneratorConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""SPADE generator, style encoder and multiscale PatchGAN discriminator.
+"""SPADE generator and style encoder (the discriminator is training's: spade_rt.training.discriminator).
 
 Module and parameter names are those of NVlabs/SPADE, so an original ``latest_net_G.pth`` /
-``latest_net_E.pth`` / ``latest_net_D.pth`` loads with ``load_state_dict(strict=True)``. Shapes in comments
+``latest_net_E.pth`` loads with ``load_state_dict(strict=True)``. Shapes in comments
 use N batch, C channels, L = semantic_nc, H x W the output size.
 """
 
@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spade_rt.training.config import GeneratorConfig
-from spade_rt.training.layers import conv2d, norm_wrapped_conv
+from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.layers import conv2d, norm_wrapped_conv
 
 SPADE_HIDDEN = 128  # width of the SPADE mlp (hard-coded in the original)
 
@@ -144,47 +144,3 @@ class ConvEncoder(nn.Module):
             x = layer(F.leaky_relu(x, 0.2))
         x = F.leaky_relu(x, 0.2).flatten(1)  # (N, 8ndf * 4 * 4)
         return self.fc_mu(x), self.fc_var(x)
-
-
-class NLayerDiscriminator(nn.Module):
-    """PatchGAN: returns every layer's output (for feature matching); the last one is the prediction."""
-
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4, norm_D: str = "spectralinstance") -> None:
-        super().__init__()
-        kw, padw = 4, 2
-        nf = ndf
-        sequence: list[list[nn.Module]] = [
-            [nn.Conv2d(input_nc, nf, kw, stride=2, padding=padw), nn.LeakyReLU(0.2, False)]
-        ]
-        for n in range(1, n_layers):
-            nf_prev, nf = nf, min(nf * 2, 512)
-            stride = 1 if n == n_layers - 1 else 2
-            sequence.append([norm_wrapped_conv(norm_D, nf_prev, nf, kw, stride, padw), nn.LeakyReLU(0.2, False)])
-        sequence.append([nn.Conv2d(nf, 1, kw, stride=1, padding=padw)])
-        for n, layers in enumerate(sequence):
-            self.add_module(f"model{n}", nn.Sequential(*layers))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        results = []
-        for submodel in self.children():
-            x = submodel(x)
-            results.append(x)
-        return results
-
-
-class MultiscaleDiscriminator(nn.Module):
-    """``num_D`` PatchGANs on the input and its 2x, 4x ... average-pooled copies."""
-
-    def __init__(
-        self, input_nc: int, ndf: int = 64, n_layers: int = 4, num_D: int = 2, norm_D: str = "spectralinstance"
-    ) -> None:
-        super().__init__()
-        for i in range(num_D):
-            self.add_module(f"discriminator_{i}", NLayerDiscriminator(input_nc, ndf, n_layers, norm_D))
-
-    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
-        result = []
-        for D in self.children():
-            result.append(D(x))
-            x = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1, count_include_pad=False)
-        return result

@@ -1,6 +1,6 @@
 """``spade-rt build``: ONNX graph -> TensorRT / TensorRT-RTX engine + JSON manifest.
 
-One code path for both modules (differences live in spade_rt.runtime.trt_adapter). Optimisation profiles
+One code path for both modules (differences live in spade_rt.engines.adapter). Optimisation profiles
 come from the batch (and size) ranges export wrote into the graph; a timing cache (TensorRT) is reused across
 builds; the builder's progress monitor feeds a progress bar; parser errors name the failing node.
 """
@@ -16,18 +16,13 @@ from pathlib import Path
 import onnx
 
 from spade_rt import __version__
+from spade_rt.engines.adapter import TensorRT
+from spade_rt.engines.manifest import MANIFEST_FORMAT, manifest_path
 from spade_rt.errors import BuildError, ModelFormatError
 from spade_rt.io_utils import atomic_path, atomic_write_bytes, sha256_file
-from spade_rt.runtime.trt_adapter import TensorRT
+from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
 
 log = logging.getLogger(__name__)
-
-SPEC_KEY = "spade_rt.spec"
-MANIFEST_FORMAT = "spade-rt-engine-manifest"
-
-
-def manifest_path(engine_path: str | Path) -> Path:
-    return Path(f"{engine_path}.json")
 
 
 def read_graph(onnx_path: Path) -> tuple[bytes, dict, onnx.ModelProto]:
@@ -44,7 +39,7 @@ def read_graph(onnx_path: Path) -> tuple[bytes, dict, onnx.ModelProto]:
     meta = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in meta:
         raise ModelFormatError(f"{onnx_path} was not written by `spade-rt export` (no {SPEC_KEY} metadata)")
-    return data, json.loads(meta[SPEC_KEY]), model
+    return data, spec_from_onnx_metadata(meta, str(onnx_path)).extra, model
 
 
 def profile_shapes(spec: dict, model: onnx.ModelProto) -> dict[str, tuple[tuple, tuple, tuple]]:
@@ -159,7 +154,7 @@ def build_engine(
 
     device = {}
     if not trt.is_rtx:  # full TensorRT builds for the GPU it runs on: record which
-        from spade_rt.runtime.cuda import Cuda
+        from spade_rt.engines.cuda import Cuda
 
         info = Cuda().info
         device = {"device": info.name, "device_compute_capability": info.compute_capability}

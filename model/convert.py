@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from spade_rt.io_utils import sha256_file
-from spade_rt.training.checkpoint import infer_encoder_norm, infer_generator_config, load_torch_state_dict
-from spade_rt.training.model_io import NativeModel, build_encoder, build_generator, save_model
+from spade_rt.model.native_format import NativeModel, build_encoder, build_generator, save_model
+from spade_rt.model.original_checkpoint import infer_encoder_norm, infer_generator_config, load_torch_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,11 @@
 """The contestants. Each takes host numpy ids (+ edges, z) and returns the float image on the host, so every
 backend is timed over the same boundary: label ids in host memory -> picture in host memory.
 
+Which contestants exist, and which backend provides each, is the runtime's backend registry
+(``spade_rt.runtime.registry``: ``contestants`` and ``bench`` of each entry); the entry's ``bench`` names one
+of the ``ContestantFactory`` objects below (``TORCH``, ``ONNXRUNTIME``, ``TENSORRT``). A factory prepares what
+a contestant loads (export, build: untimed, outside its memory figure) and loads it.
+
 - ``torch``: the baseline, the original formulation: eager fp32, the one-hot (+ edge) semantics built on the
   device from the ids by scatter (as the original preprocess_input does), spectral norm recomputed from
   weight_orig/u/v every call (the hook's work), batch norm as a module;
@@ -16,14 +21,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from spade_rt.training.model_io import build_generator, load_model
-from spade_rt.training.semantics import one_hot_semantics
+from spade_rt.model.native_format import build_generator, load_model
+from spade_rt.model.semantics import one_hot_semantics
+from spade_rt.runtime.registry import contestant_backend, load_attr
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,7 @@ def _torch_runner(net, num_ids: int, device: torch.device, dtype: torch.dtype, c
     return run
 
 
-def torch_contestant(name: str, model_path: Path, device: str) -> Contestant:
+def torch_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:
     dev = torch.device(device)
     native = load_model(model_path)
     cfg = native.config
@@ -88,7 +95,7 @@ def torch_contestant(name: str, model_path: Path, device: str) -> Contestant:
     raise ValueError(name)
 
 
-def onnxruntime_contestant(onnx_path: Path, device: str, name: str = "onnxruntime") -> Contestant:
+def onnxruntime_contestant(name: str, model_path: Path, onnx_path: Path | None, device: str) -> Contestant:
     from spade_rt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -101,18 +108,82 @@ def onnxruntime_contestant(onnx_path: Path, device: str, name: str = "onnxruntim
     return Contestant(name, description, backend.run, extra={"backend": backend})
 
 
-def tensorrt_contestant(engine_path: Path | None, reason: str | None) -> Contestant:
+def tensorrt_contestant(name: str, model_path: Path, engine_path: Path | None, device: str) -> Contestant:
     if engine_path is None:
-        raise UnavailableError(reason or "no engine")
-    from spade_rt.runtime.tensorrt_backend import TensorRTBackend
+        raise UnavailableError("no engine")
+    from spade_rt.engines.backend import TensorRTBackend
 
     try:
         backend = TensorRTBackend(engine_path)
     except Exception as exc:
         raise UnavailableError(str(exc)) from None
     return Contestant(
-        "tensorrt",
+        name,
         f"spade-rt fp16 engine ({backend.trt.module_name} {backend.trt.version})",
         backend.run,
         extra={"backend": backend},
     )
+
+
+# ---- what each contestant loads ----------------------------------------------------------------------------
+def _graph(model_path: Path, work: Path, precision: str, batch_max: int, kind: str = "static") -> Path:
+    """The exported graph a contestant loads, exported once per run into ``work``."""
+    from spade_rt.export.exporter import export_model
+    from spade_rt.export.onnx_graph import GraphOptions
+
+    path = work / f"graph_{kind}_{precision}.onnx"
+    if not path.is_file():
+        export_model(model_path, path, GraphOptions(precision=precision, batch=(1, 1, batch_max), graph=kind))
+    return path
+
+
+def _no_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> None:
+    return None
+
+
+def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path:
+    if name == "onnxruntime-dedup":
+        if device == "cuda":
+            raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
+        return _graph(model_path, work, "fp32", batch_max, "dedup")
+    return _graph(model_path, work, "fp16" if device == "cuda" else "fp32", batch_max)
+
+
+def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path:
+    if device != "cuda":
+        raise UnavailableError("needs an NVIDIA GPU (this run is on the CPU)")
+    from spade_rt.engines.build import build_engine
+
+    engine = work / "graph_fp16.engine"
+    try:
+        build_engine(_graph(model_path, work, "fp16", batch_max), engine, progress=False)
+    except Exception as exc:
+        raise UnavailableError(f"engine build failed: {str(exc).splitlines()[0][:300]}") from None
+    return engine
+
+
+@dataclass(frozen=True)
+class ContestantFactory:
+    """How the contestants of one backend are prepared (untimed) and loaded."""
+
+    prepare: Callable[[str, Path, Path, str, int], Path | None]  # (name, model, work dir, device, max batch)
+    load: Callable[[str, Path, Path | None, str], Contestant]  # (name, model, artifact, device)
+
+
+TORCH = ContestantFactory(_no_artifact, torch_contestant)
+ONNXRUNTIME = ContestantFactory(_onnx_artifact, onnxruntime_contestant)
+TENSORRT = ContestantFactory(_engine_artifact, tensorrt_contestant)
+
+
+def factory(name: str) -> ContestantFactory:
+    entry = contestant_backend(name)
+    return load_attr(entry, entry.bench)
+
+
+def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path | None:
+    """Export / build what a contestant loads; UnavailableError if it cannot run here."""
+    return factory(name).prepare(name, model_path, work, device, batch_max)
+
+
+def load_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:
+    return factory(name).load(name, model_path, artifact, device)
