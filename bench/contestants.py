@@ -12,9 +12,18 @@ a contestant loads (export, build: untimed, outside its memory figure) and loads
 - ``torch-fp16``: the same in fp16 with channels_last (GPU only: CPU fp16 convolutions are not a baseline);
 - ``torch-compile``: the same through torch.compile (mode max-autotune-no-cudagraphs on CPU,
   reduce-overhead = CUDA graphs on GPU);
-- ``onnxruntime``: our exported static graph (fp32 on CPU, the fp16 graph on the CUDA provider);
+- ``torch-compile-fp16``: torch.compile reduce-overhead (CUDA graphs) on the fp16 + channels_last network:
+  the strongest PyTorch contestant (GPU only);
+- ``onnxruntime``: our exported static graph (fp32 on CPU; on the CUDA provider the fp16 graph with the
+  float index pad, so that every node runs there: IO binding, CUDA graphs, NHWC, exhaustive conv search);
+- ``onnxruntime-onehot``: the same with the one-hot conv formulation of the lookups (GPU only: which of the
+  two is faster there is what this contestant measures);
 - ``onnxruntime-dedup``: our dedup graph (gamma/beta once per distinct label patch), fp32, CPU;
-- ``tensorrt``: our fp16 engine through the spade_rt runtime (TensorRT or TensorRT-RTX).
+- ``tensorrt``: our fp16 engine through the spade_rt runtime (TensorRT or TensorRT-RTX); throughput batches
+  get an engine whose profile's optimum is that batch.
+
+On GPUs each contestant may also report its device time from CUDA events (``device_timer``), beside the
+host-to-host time every contestant gets.
 """
 
 from __future__ import annotations
@@ -45,22 +54,46 @@ class Contestant:
     description: str
     run: object = None  # callable(ids, edges, z) -> np.ndarray (N, 3, H, W) float32
     setup_seconds: float = 0.0
-    device_timer: object = None  # optional callable(fn) -> ms, for device-event timing
+    # callable() -> the last call's device time in ms from CUDA events (GPU runs), or None where the contestant
+    # has none; ``device_timing`` says what its span covers
+    device_timer: object = None
+    device_timing: str = ""
     extra: dict = field(default_factory=dict)
 
 
 def _torch_runner(net, num_ids: int, device: torch.device, dtype: torch.dtype, channels_last: bool):
+    events: dict[str, object] = {}
+    if device.type == "cuda":
+        events = {"start": torch.cuda.Event(enable_timing=True), "end": torch.cuda.Event(enable_timing=True)}
+
     def run(ids: np.ndarray, edges: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
         with torch.inference_mode():
+            if events:
+                events["start"].record()
             t_ids = torch.from_numpy(ids).to(device, non_blocking=True)
             t_edges = None if edges is None else torch.from_numpy(edges).to(device, non_blocking=True)
             seg = one_hot_semantics(t_ids, num_ids, t_edges, dtype=dtype)  # built on the device, every call
             if channels_last:
                 seg = seg.contiguous(memory_format=torch.channels_last)
             zt = None if z is None else torch.from_numpy(z).to(device, dtype)
-            return net(seg, zt).float().cpu().numpy()
+            out = net(seg, zt).float()
+            if events:
+                events["end"].record()
+            return out.cpu().numpy()
 
+    def device_ms() -> float | None:  # read after the call (``.cpu()`` synchronised the stream)
+        return float(events["start"].elapsed_time(events["end"])) if events else None
+
+    run.device_ms = device_ms
     return run
+
+
+def _torch_contestant(name: str, description: str, runner, device: torch.device) -> Contestant:
+    c = Contestant(name, description, runner)
+    if device.type == "cuda":
+        c.device_timer = runner.device_ms
+        c.device_timing = "CUDA events on the current stream: ids to the device, one-hot, network (not the copy out)"
+    return c
 
 
 def torch_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:
@@ -69,28 +102,30 @@ def torch_contestant(name: str, model_path: Path, artifact: Path | None, device:
     cfg = native.config
     t0 = time.perf_counter()
     net = build_generator(native).to(dev)
+    ids = cfg.num_label_ids
     if name == "torch":
-        return Contestant(
-            name,
-            "eager PyTorch fp32, one-hot input (the original formulation)",
-            _torch_runner(net, cfg.num_label_ids, dev, torch.float32, False),
-        )
+        runner = _torch_runner(net, ids, dev, torch.float32, False)
+        return _torch_contestant(name, "eager PyTorch fp32, one-hot input (the original formulation)", runner, dev)
+    if name in ("torch-fp16", "torch-compile-fp16") and dev.type != "cuda":
+        raise UnavailableError("fp16 + channels_last is a GPU baseline (CPU fp16 convolutions are not competitive)")
     if name == "torch-fp16":
-        if dev.type != "cuda":
-            raise UnavailableError("fp16 + channels_last is a GPU baseline (CPU fp16 convolutions are not competitive)")
         net = net.half().to(memory_format=torch.channels_last)
-        return Contestant(
-            name, "eager PyTorch fp16 + channels_last", _torch_runner(net, cfg.num_label_ids, dev, torch.float16, True)
-        )
-    if name == "torch-compile":
+        runner = _torch_runner(net, ids, dev, torch.float16, True)
+        return _torch_contestant(name, "eager PyTorch fp16 + channels_last", runner, dev)
+    if name in ("torch-compile", "torch-compile-fp16"):
+        # GPU: reduce-overhead = CUDA graphs (one per input shape, recorded during the warm-up)
         mode = "reduce-overhead" if dev.type == "cuda" else "max-autotune-no-cudagraphs"
+        fp16 = name == "torch-compile-fp16"
+        if fp16:  # the strongest PyTorch contestant: fp16, channels_last, CUDA graphs
+            net = net.half().to(memory_format=torch.channels_last)
         try:
             compiled = torch.compile(net, mode=mode, fullgraph=False)
         except Exception as exc:  # no compiler toolchain, unsupported platform ...
             raise UnavailableError(f"torch.compile failed: {str(exc).splitlines()[0][:200]}") from None
-        runner = _torch_runner(compiled, cfg.num_label_ids, dev, torch.float32, False)
-        c = Contestant(name, f"torch.compile ({mode}), fp32, one-hot input", runner)
-        c.setup_seconds = time.perf_counter() - t0  # compilation happens on the first call (warm-up)
+        runner = _torch_runner(compiled, ids, dev, torch.float16 if fp16 else torch.float32, fp16)
+        what = "fp16 + channels_last" if fp16 else "fp32"
+        c = _torch_contestant(name, f"torch.compile ({mode}), {what}, one-hot input", runner, dev)
+        c.setup_seconds = time.perf_counter() - t0  # compilation happens on the first calls (warm-up)
         return c
     raise ValueError(name)
 
@@ -103,9 +138,16 @@ def onnxruntime_contestant(name: str, model_path: Path, onnx_path: Path | None, 
         backend = OnnxRuntimeBackend(onnx_path, providers=providers)
     except Exception as exc:
         raise UnavailableError(str(exc)) from None
-    kind = backend.spec.extra.get("graph_options", {}).get("graph", "static")
-    description = f"spade-rt {kind} graph ({backend.spec.precision}) on ONNX Runtime {providers[0]}"
-    return Contestant(name, description, backend.run, extra={"backend": backend})
+    options = backend.spec.extra.get("graph_options", {})
+    kind = options.get("graph", "static")
+    detail = ", ".join(f"{k} {options[k]}" for k in ("index_pad", "lookup") if k in options)
+    where = providers[0] + (", IO binding" if backend.io_binding else "")
+    where += ", CUDA graphs" if backend.cuda_graph else ""
+    description = f"spade-rt {kind} graph ({backend.spec.precision}; {detail}) on ONNX Runtime {where}"
+    c = Contestant(name, description, backend.run, extra={"backend": backend})
+    if device == "cuda":
+        c.device_timing = "none: ONNX Runtime runs on its own CUDA streams (host-to-host time only)"
+    return c
 
 
 def tensorrt_contestant(name: str, model_path: Path, engine_path: Path | None, device: str) -> Contestant:
@@ -117,46 +159,61 @@ def tensorrt_contestant(name: str, model_path: Path, engine_path: Path | None, d
         backend = TensorRTBackend(engine_path)
     except Exception as exc:
         raise UnavailableError(str(exc)) from None
-    return Contestant(
+    opt = backend.spec.opt_batch
+    c = Contestant(
         name,
-        f"spade-rt fp16 engine ({backend.trt.module_name} {backend.trt.version})",
+        f"spade-rt fp16 engine ({backend.trt.module_name} {backend.trt.version}, profile opt batch {opt})",
         backend.run,
         extra={"backend": backend},
     )
+    c.device_timer = lambda: backend.last_times.h2d_ms + backend.last_times.compute_ms + backend.last_times.d2h_ms
+    c.device_timing = "CUDA events on the engine's stream: copy in, engine, copy out"
+    return c
 
 
 # ---- what each contestant loads ----------------------------------------------------------------------------
-def _graph(model_path: Path, work: Path, precision: str, batch_max: int, kind: str = "static") -> Path:
+def _graph(
+    model_path: Path, work: Path, precision: str, batch_max: int, kind: str = "static", opt: int = 1, **options
+) -> Path:
     """The exported graph a contestant loads, exported once per run into ``work``."""
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
-    path = work / f"graph_{kind}_{precision}.onnx"
+    suffix = "".join(f"_{v}" for v in options.values())
+    path = work / f"graph_{kind}_{precision}_opt{opt}{suffix}.onnx"
     if not path.is_file():
-        export_model(model_path, path, GraphOptions(precision=precision, batch=(1, 1, batch_max), graph=kind))
+        batch = (1, opt, max(opt, batch_max))
+        export_model(model_path, path, GraphOptions(precision=precision, batch=batch, graph=kind, **options))
     return path
 
 
-def _no_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> None:
+def _no_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> None:
     return None
 
 
-def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path:
+def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
     if name == "onnxruntime-dedup":
         if device == "cuda":
             raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
         return _graph(model_path, work, "fp32", batch_max, "dedup")
-    return _graph(model_path, work, "fp16" if device == "cuda" else "fp32", batch_max)
+    if name == "onnxruntime-onehot" and device != "cuda":
+        raise UnavailableError("the one-hot conv formulation is for GPUs (more MACs; the lookups win on CPUs)")
+    if device != "cuda":
+        return _graph(model_path, work, "fp32", batch_max)
+    # the CUDA provider: every node on the GPU (float index pad: it has no int32 Pad), so CUDA graphs apply
+    lookup = "onehot" if name == "onnxruntime-onehot" else "gather"
+    return _graph(model_path, work, "fp16", batch_max, index_pad="float", lookup=lookup)
 
 
-def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path:
+def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
+    """An engine whose profile's optimum is ``opt``: the batch it is timed at."""
     if device != "cuda":
         raise UnavailableError("needs an NVIDIA GPU (this run is on the CPU)")
     from spade_rt.engines.build import build_engine
 
-    engine = work / "graph_fp16.engine"
+    engine = work / f"graph_fp16_opt{opt}.engine"
     try:
-        build_engine(_graph(model_path, work, "fp16", batch_max), engine, progress=False)
+        build_engine(_graph(model_path, work, "fp16", batch_max, opt=opt), engine, progress=False)
     except Exception as exc:
         raise UnavailableError(f"engine build failed: {str(exc).splitlines()[0][:300]}") from None
     return engine
@@ -166,13 +223,14 @@ def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch
 class ContestantFactory:
     """How the contestants of one backend are prepared (untimed) and loaded."""
 
-    prepare: Callable[[str, Path, Path, str, int], Path | None]  # (name, model, work dir, device, max batch)
+    prepare: Callable[..., Path | None]  # (name, model, work dir, device, max batch, opt batch)
     load: Callable[[str, Path, Path | None, str], Contestant]  # (name, model, artifact, device)
+    per_batch: bool = False  # a fresh artifact per timed batch size (profiles tuned for that batch)
 
 
 TORCH = ContestantFactory(_no_artifact, torch_contestant)
 ONNXRUNTIME = ContestantFactory(_onnx_artifact, onnxruntime_contestant)
-TENSORRT = ContestantFactory(_engine_artifact, tensorrt_contestant)
+TENSORRT = ContestantFactory(_engine_artifact, tensorrt_contestant, per_batch=True)
 
 
 def factory(name: str) -> ContestantFactory:
@@ -180,9 +238,10 @@ def factory(name: str) -> ContestantFactory:
     return load_attr(entry, entry.bench)
 
 
-def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int) -> Path | None:
-    """Export / build what a contestant loads; UnavailableError if it cannot run here."""
-    return factory(name).prepare(name, model_path, work, device, batch_max)
+def prepare_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path | None:
+    """Export / build what a contestant loads (profiles tuned for batch ``opt``); UnavailableError if it
+    cannot run here."""
+    return factory(name).prepare(name, model_path, work, device, batch_max, opt)
 
 
 def load_contestant(name: str, model_path: Path, artifact: Path | None, device: str) -> Contestant:

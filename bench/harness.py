@@ -59,18 +59,26 @@ class PeakSampler:
 @dataclass
 class Timing:
     samples_ms: list[float]
+    device_ms: list[float] | None = None  # device-event time of the same calls, where the contestant has one
 
     def summary(self) -> dict:
-        a = np.asarray(self.samples_ms)
-        return {
-            "n": int(a.size),
-            "p50": float(np.percentile(a, 50)),
-            "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()),
-            "std": float(a.std()),
-            "min": float(a.min()),
-        }
+        return summarize(self.samples_ms)
+
+    def device_summary(self) -> dict | None:
+        return summarize(self.device_ms) if self.device_ms else None
+
+
+def summarize(samples: list[float]) -> dict:
+    a = np.asarray(samples)
+    return {
+        "n": int(a.size),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+    }
 
 
 def interleaved(
@@ -78,9 +86,16 @@ def interleaved(
     repeats: int,
     synchronize: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    device_timers: dict[str, Callable[[], float | None]] | None = None,
 ) -> dict[str, Timing]:
-    """Time each call ``repeats`` times, round-robin; ``synchronize`` (GPU) runs before each clock read."""
+    """Time each call ``repeats`` times, round-robin; ``synchronize`` (GPU) runs before each clock read.
+
+    ``device_timers[name]()`` (read after the call and the synchronisation) gives that call's device time
+    from CUDA events, recorded beside the host-to-host time.
+    """
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    device: dict[str, list[float]] = {name: [] for name in calls}
+    timers = device_timers or {}
     order = list(calls)
     for r in range(repeats):
         # rotate the start so no contestant always runs right after the same neighbour
@@ -93,9 +108,62 @@ def interleaved(
             if synchronize:
                 synchronize()
             samples[name].append((time.perf_counter() - t0) * 1e3)
+            if timers.get(name) is not None:
+                ms = timers[name]()
+                if ms is not None:
+                    device[name].append(float(ms))
         if progress:
             progress(r)
-    return {name: Timing(s) for name, s in samples.items()}
+    return {name: Timing(s, device[name] or None) for name, s in samples.items()}
+
+
+@dataclass
+class WarmUp:
+    calls: int
+    settled: bool
+    last_ms: list[float]
+
+
+def warm_up(
+    call: Callable[[], object],
+    synchronize: Callable[[], None] | None = None,
+    *,
+    min_calls: int = 3,
+    max_calls: int = 60,
+    window: int = 5,
+    tolerance: float = 0.05,
+    max_seconds: float = 120.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> WarmUp:
+    """Call until the timings settle: the last ``window`` calls within ``tolerance`` of their median
+    ((max - min) / median), after at least ``min_calls``; capped at ``max_calls`` calls, and at
+    ``max_seconds`` counted after the first ``min_calls`` (a compilation in the first call never ends the
+    warm-up by itself).
+
+    Lazy work lands in the first calls of a contestant at a new shape (torch.compile's compilation and
+    CUDA-graph recording, ONNX Runtime's arena growth, exhaustive cuDNN search and graph capture, TensorRT-RTX
+    kernel specialisation): one fixed warm-up call per batch let some of it fall into the timed runs.
+    """
+    min_calls = max(1, min_calls)
+    times: list[float] = []
+    start = None
+    while True:
+        if synchronize:
+            synchronize()
+        t0 = clock()
+        call()
+        if synchronize:
+            synchronize()
+        times.append((clock() - t0) * 1e3)
+        if len(times) == min_calls:
+            start = clock()
+        last = times[-window:]
+        if len(times) >= max(min_calls, window):
+            median = float(np.median(last))
+            if median > 0 and (max(last) - min(last)) / median <= tolerance:
+                return WarmUp(len(times), True, last)
+        if len(times) >= max_calls or (start is not None and clock() - start >= max_seconds):
+            return WarmUp(len(times), False, last)
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,8 +4,9 @@ Inside one process, freed memory stays resident and the next contestant reuses i
 numbers there would depend on the order. A spawned child imports everything, records its baseline, loads
 one contestant, runs one batch-1 call and reports the high-water mark above the baseline:
 - CPU: peak resident set (sampled every ms) - resident set before loading: weights, arenas, activations;
-- GPU: PyTorch's max_memory_allocated for torch contestants, else the drop in free device memory
-  (cudaMemGetInfo) across load + call.
+- GPU: the drop in free device memory (cudaMemGetInfo) across load + call, for every contestant alike
+  (PyTorch's allocator peak counted only its live tensors, not what its cache, ONNX Runtime's arena or
+  TensorRT hold, so the figures were not comparable). The CUDA context is created before the baseline.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ def _child(name: str, model: str, artifact: str | None, device: str, arrays: dic
             import torch
 
             torch.cuda.synchronize()
-            if name.startswith("torch"):
-                queue.put(("ok", torch.cuda.max_memory_allocated() / 2**20))
-            else:
-                free, _ = torch.cuda.mem_get_info()
-                queue.put(("ok", (gpu_free - free) / 2**20))
+            # one measure for every contestant: PyTorch's caching allocator, ONNX Runtime's arena and TensorRT's
+            # buffers all keep what they took, and all show as free device memory gone (cudaMemGetInfo)
+            free, _ = torch.cuda.mem_get_info()
+            queue.put(("ok", (gpu_free - free) / 2**20))
             return
         queue.put(("ok", mem.added_mb))
     except Exception as exc:  # reported to the parent, which records it
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent says "interrupted", once
+        return
 
 
 def peak_memory_mb(
@@ -77,6 +79,9 @@ def peak_memory_mb(
         status, value = queue.get(timeout=timeout)
     except Exception:
         status, value = "error", "timed out"
+    except KeyboardInterrupt:
+        proc.kill()  # do not wait for the child on the way out
+        raise
     proc.join(timeout=30)
     if proc.is_alive():
         proc.kill()

@@ -39,6 +39,13 @@ def markdown_table(result: dict) -> str:
         for n, e in result["backends"].items()
         if e["status"] == "ok" and e.get("throughput")
     ]
+    device = [
+        f"- {n}: p50 {e['device_ms']['p50']:.2f} ms, p90 {e['device_ms']['p90']:.2f} ms ({e.get('device_timing', '')})"
+        for n, e in result["backends"].items()
+        if e["status"] == "ok" and e.get("device_ms")
+    ]
+    if device:
+        lines += ["", "Device time of the same batch-1 calls (CUDA events):", *device]
     if throughput:
         lines += ["", "Throughput (median over repetitions):", *throughput]
     if skipped:

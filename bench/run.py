@@ -1,5 +1,5 @@
 """`spade-rt bench`: every contestant on the same machine, the same weights and the same real label maps,
-timed side by side in one run. See backends.py for what each contestant is and harness.py for the method."""
+timed side by side in one run. See contestants.py for what each contestant is and harness.py for the method."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from spade_rt import __version__
-from spade_rt.bench.contestants import Contestant, UnavailableError, load_contestant, prepare_artifact
-from spade_rt.bench.harness import interleaved, psnr_db, rel_l2
+from spade_rt.bench.contestants import Contestant, UnavailableError, factory, load_contestant, prepare_artifact
+from spade_rt.bench.harness import WarmUp, interleaved, psnr_db, rel_l2, warm_up
 from spade_rt.bench.memory import peak_memory_mb
 from spade_rt.bench.report import default_stem, markdown_table, write_results
 from spade_rt.errors import ConfigError, InputError
@@ -51,7 +51,11 @@ class BenchSettings:
     batches: tuple[int, ...] = (1, 4)
     device: str = "cpu"
     repeats: int = 10  # interleaved repetitions at batch 1
-    warmup: int = 2  # warm-up calls per contestant
+    warmup: int = 2  # warm-up calls per contestant and batch at least; then until the timings settle:
+    settle_window: int = 5  # the last this many warm-up calls ...
+    settle_tolerance: float = 0.05  # ... within this fraction of their median ((max - min) / median)
+    warmup_max_calls: int = 60  # cap per contestant and batch (the record says whether it settled)
+    warmup_max_seconds: float = 30.0  # and a time cap, counted after the first ``warmup`` calls
     throughput_repeats: int = 3
     json_path: Path | None = None  # None: bench/results/<machine>-<date>/<preset>-ngf<N>-<H>x<W>.json
     command: str | None = None
@@ -192,6 +196,7 @@ def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: I
     call = caller(inputs)
     contestants: dict[str, Contestant] = {}
     batch_max = max(settings.batches)
+    sync = torch.cuda.synchronize if settings.device == "cuda" else None
     for name in settings.contestants:
         if settings.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -199,8 +204,8 @@ def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: I
             artifact = prepare_artifact(name, model, work, settings.device, batch_max)
             t0 = time.perf_counter()
             c = load_contestant(name, model, artifact, settings.device)
-            for i in range(settings.warmup):
-                call(c, [i % len(inputs)])
+            rounds = iter(range(1 << 30))  # a different real map each warm-up call
+            warm = settled_warm_up(settings, lambda c=c, r=rounds: call(c, [next(r) % len(inputs)]), sync)
         except UnavailableError as exc:
             results[name] = {"status": "skipped", "reason": str(exc)}
             log.info("%s: not run (%s)", name, exc)
@@ -216,10 +221,26 @@ def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: I
             "status": "ok",
             "description": c.description,
             "load_and_warmup_seconds": round(time.perf_counter() - t0, 2),
+            "warmup": {"calls": warm.calls, "settled": warm.settled},
             "peak_memory_mb": peak,
         }
-        log.info("%s ready in %.1f s", name, time.perf_counter() - t0)
+        if c.device_timing:
+            results[name]["device_timing"] = c.device_timing
+        log.info("%s ready in %.1f s (%d warm-up calls)", name, time.perf_counter() - t0, warm.calls)
     return contestants
+
+
+def settled_warm_up(settings: BenchSettings, call, sync) -> WarmUp:
+    """Warm up until the last ``settle_window`` calls agree within ``settle_tolerance`` (harness.warm_up)."""
+    return warm_up(
+        call,
+        sync,
+        min_calls=settings.warmup,
+        max_calls=max(settings.warmup, settings.warmup_max_calls),
+        window=settings.settle_window,
+        tolerance=settings.settle_tolerance,
+        max_seconds=settings.warmup_max_seconds,
+    )
 
 
 def measure_accuracy(contestants: dict[str, Contestant], inputs: Inputs, results: dict) -> None:
@@ -251,27 +272,56 @@ def measure_latency(settings: BenchSettings, contestants: dict, inputs: Inputs, 
         settings.repeats,
         sync,
         progress=lambda r: rounds.__setitem__("i", r + 1),
+        device_timers={n: c.device_timer for n, c in contestants.items() if c.device_timer is not None},
     )
     for name, t in timings.items():
         results[name]["latency_ms"] = t.summary()
+        if t.device_ms:  # CUDA-event time of the same calls, beside the host-to-host time
+            results[name]["device_ms"] = t.device_summary()
     base_p50 = results[BASELINE]["latency_ms"]["p50"]
     for name in contestants:
         results[name]["speedup_vs_baseline"] = base_p50 / results[name]["latency_ms"]["p50"]
 
 
-def measure_throughput(settings: BenchSettings, contestants: dict, inputs: Inputs, results: dict, sync) -> None:
-    """Each batch size above 1: a warm-up call at that batch (buffers, arenas), then interleaved repetitions."""
+def measure_throughput(
+    settings: BenchSettings, contestants: dict, inputs: Inputs, results: dict, sync, model: Path, work: Path
+) -> None:
+    """Each batch size above 1: contestants whose artifacts have a tuned batch (engine profiles) get one tuned
+    for this batch; each warms up at the batch until its timings settle; then interleaved repetitions."""
     call = caller(inputs)
     for b in [b for b in settings.batches if b > 1]:
         idx = list(range(b))
-        for c in contestants.values():
-            call(c, idx)
-        t = interleaved(
-            {n: (lambda c=c, idx=idx: call(c, idx)) for n, c in contestants.items()}, settings.throughput_repeats, sync
-        )
+        at_batch = dict(contestants)
+        tuned: dict[str, Contestant] = {}
+        for name in contestants:
+            if not factory(name).per_batch:
+                continue
+            try:
+                artifact = prepare_artifact(name, model, work, settings.device, max(settings.batches), opt=b)
+                tuned[name] = at_batch[name] = load_contestant(name, model, artifact, settings.device)
+            except UnavailableError as exc:  # keep the batch-1 profile, and say so
+                log.warning("%s: no profile tuned for batch %d (%s): timing the batch-1 one", name, b, exc)
+        try:
+            warm = {n: settled_warm_up(settings, lambda c=c, i=idx: call(c, i), sync) for n, c in at_batch.items()}
+            t = interleaved(
+                {n: (lambda c=c, i=idx: call(c, i)) for n, c in at_batch.items()},
+                settings.throughput_repeats,
+                sync,
+                device_timers={n: c.device_timer for n, c in at_batch.items() if c.device_timer is not None},
+            )
+        finally:
+            for c in tuned.values():
+                backend = c.extra.get("backend")
+                if backend is not None:
+                    backend.close()
         for name, timing in t.items():
             p50 = timing.summary()["p50"]
-            results[name].setdefault("throughput", {})[str(b)] = {"p50_ms": p50, "images_per_s": b * 1e3 / p50}
+            entry = {"p50_ms": p50, "images_per_s": b * 1e3 / p50, "warmup_calls": warm[name].calls}
+            if timing.device_ms:
+                entry["device_p50_ms"] = timing.device_summary()["p50"]
+            if name in tuned:
+                entry["profile_opt_batch"] = b
+            results[name].setdefault("throughput", {})[str(b)] = entry
 
 
 def run_bench(settings: BenchSettings) -> dict:
@@ -289,7 +339,7 @@ def run_bench(settings: BenchSettings) -> dict:
         try:
             measure_accuracy(contestants, inputs, results)
             measure_latency(settings, contestants, inputs, results, sync)
-            measure_throughput(settings, contestants, inputs, results, sync)
+            measure_throughput(settings, contestants, inputs, results, sync, model, work)
         finally:
             for c in contestants.values():
                 backend = c.extra.get("backend")
@@ -322,26 +372,30 @@ def bench_record(settings: BenchSettings, cfg: GeneratorConfig, data_dir: Path, 
             "size": [h, w],
             "batches": list(settings.batches),
             "repeats": settings.repeats,
-            "warmup": settings.warmup,
+            "warmup": {
+                "min_calls": settings.warmup,
+                "settle_window": settings.settle_window,
+                "settle_tolerance": settings.settle_tolerance,
+                "max_calls": settings.warmup_max_calls,
+            },
             "device": settings.device,
             "inputs": f"{maps} real label maps "
             f"from {data_dir.name} (COCO-Stuff val; ids folded into the label range for other presets)",
         },
-        "method": "warm-up, then interleaved round-robin repetitions; host ids in -> host float image out per call",
+        "method": "per contestant and batch, warm-up until the last calls settle, then interleaved round-robin "
+        "repetitions; host ids in -> host float image out per call (host-to-host time); on GPUs also CUDA-event "
+        "device time where the contestant has one (device_ms); GPU memory: the drop in free device memory over "
+        "load + one call, the same measure for every contestant",
         "baseline": BASELINE,
         "backends": {n: results[n] for n in settings.contestants if n in results},
     }
 
 
 def default_data_dir() -> Path:
-    env = os.environ.get("SPADE_RT_SHARED")
-    candidates = [Path(env) / "data" / "coco_stuff_sample"] if env else []
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "data" / "coco_stuff_sample", Path("../shared/data/coco_stuff_sample")]
-    for c in candidates:
-        if (c / "val_label").is_dir():
-            return c
-    raise InputError("cannot find the COCO-Stuff sample (../shared/data/coco_stuff_sample): pass --data DIR")
+    """The real COCO-Stuff sample that ships in the package (spade_rt/assets/coco_stuff_sample)."""
+    from spade_rt.sample_data import coco_stuff_sample
+
+    return coco_stuff_sample()
 
 
 def command_line() -> str:

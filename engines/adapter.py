@@ -32,7 +32,10 @@ def _import(backend: str) -> ModuleType:
         module = importlib.import_module(name)
     except ImportError as exc:
         extra = "rtx" if backend == "tensorrt-rtx" else "trt"
-        raise BackendUnavailableError(f"{name} is not installed ({exc}): pip install 'spade-rt[{extra}]'") from None
+        raise BackendUnavailableError(
+            f"{name} is not installed ({exc}): pip install 'spade-rt[{extra}-cu13]' (driver R580+) or "
+            f"'spade-rt[{extra}-cu12]' (older drivers)"
+        ) from None
     if not hasattr(module, "Builder"):  # the PyPI 'tensorrt' stub that failed to fetch its real wheel
         raise BackendUnavailableError(f"{name} is installed but incomplete (no Builder): reinstall it")
     return module
@@ -142,21 +145,80 @@ class TensorRT:
         return cache
 
     # ---- run ---------------------------------------------------------------------------------------------
-    def runtime_config(self, engine, runtime_cache_blob: bytes | None, cuda_graphs: bool):
-        """TensorRT-RTX: a runtime config with the JIT cache and whole-graph CUDA capture. TensorRT: None."""
+    def runtime_config(
+        self, engine, runtime_cache_blob: bytes | None, cuda_graphs: bool, source: str = "the runtime cache"
+    ):
+        """TensorRT-RTX: a runtime config with the JIT cache, whole-graph CUDA capture and eager kernel
+        specialisation. TensorRT: (None, None).
+
+        A cache blob that does not load (``deserialize`` returns False: another TensorRT-RTX, GPU, driver
+        major or OS, or a corrupt file; it raises on some versions) is logged and replaced by an empty cache,
+        which is saved over it on close: a stale cache costs JIT time once, never a wrong result.
+        Eager specialisation compiles a shape's specialised kernels before its first run instead of running
+        fallback kernels until a background compile lands (LAZY, the default): latency after the first call
+        at a shape is then the steady one, not a mixture.
+        """
         if not self.is_rtx or not hasattr(engine, "create_runtime_config"):
             return None, None
         cfg = engine.create_runtime_config()
         cache = cfg.create_runtime_cache()
         if runtime_cache_blob:
             try:
-                cache.deserialize(runtime_cache_blob)
-            except Exception as exc:  # a stale cache is only slower, never wrong
-                log.warning("ignoring an unreadable runtime cache: %s", exc)
+                loaded, why = bool(cache.deserialize(runtime_cache_blob)), "it does not match this engine/GPU/driver"
+            except Exception as exc:  # some versions raise instead of returning False
+                loaded, why = False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if loaded:
+                log.info("runtime cache %s loaded (%d bytes)", source, len(runtime_cache_blob))
+            else:
+                log.warning("ignoring %s (%s): kernels are compiled again and the cache is rewritten", source, why)
+                cache = cfg.create_runtime_cache()  # a rejected blob may leave a cache half-loaded: start clean
         cfg.set_runtime_cache(cache)
         if cuda_graphs:
             cfg.cuda_graph_strategy = self.module.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        strategies = getattr(self.module, "DynamicShapesKernelSpecializationStrategy", None)
+        if strategies is not None and hasattr(cfg, "dynamic_shapes_kernel_specialization_strategy"):
+            cfg.dynamic_shapes_kernel_specialization_strategy = strategies.EAGER
         return cfg, cache
+
+    def supports_gpu(self, compute_capability: str) -> bool:
+        """Whether this TensorRT can run engines on a GPU of this compute capability at all.
+
+        Full TensorRT builds on and for the GPU it runs on (any GPU its release supports); TensorRT-RTX only
+        runs on the RTX-class architectures its ``ComputeCapability`` enum lists (Turing 7.5, Ampere 8.0/8.6,
+        Ada 8.9, Blackwell 12.x): not on Hopper (9.0: H100, H200), data-centre Blackwell (10.x) or Jetson.
+        """
+        if not self.is_rtx:
+            return True
+        members = getattr(self.module, "ComputeCapability", None)
+        names = list(members.__members__) if members is not None else []
+        listed = {f"{m[2:-1]}.{m[-1]}" for m in names if m.startswith("SM") and m[2:].isdigit()}
+        if not listed:
+            listed = {"7.5", *RTX_DEFAULT_TARGETS}
+        return compute_capability in listed
+
+    def execution_context(self, engine, runtime_config=None):
+        """A new execution context: with the runtime config (TensorRT-RTX: JIT cache, CUDA graphs), or plain."""
+        if runtime_config is not None:
+            return engine.create_execution_context(runtime_config)
+        return engine.create_execution_context()
+
+    def create_runtime(self, logger):
+        """A Runtime that refuses engines carrying host code (plugins, lean runtimes), set explicitly.
+
+        ``engine_host_code_allowed`` is False by default in TensorRT 10+ and TensorRT-RTX 1.x; setting it
+        ourselves means a future default cannot change what a deserialised engine may run. A TensorRT without
+        the attribute has no way to embed host code in an engine at all.
+        """
+        runtime = self.module.Runtime(logger)
+        if runtime is None:
+            raise BackendUnavailableError(f"{self.module_name} {self.version} could not create a runtime")
+        if hasattr(runtime, "engine_host_code_allowed"):
+            runtime.engine_host_code_allowed = False
+            if runtime.engine_host_code_allowed:
+                raise BackendUnavailableError(
+                    f"{self.module_name} {self.version} does not let spade-rt disallow host code in engines"
+                )
+        return runtime
 
     def engine_validity(self, runtime, header: bytes) -> tuple[bool, str]:
         """(valid, reason) from the engine header, before deserialising the whole file, where supported."""

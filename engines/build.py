@@ -123,6 +123,14 @@ def build_engine(
     t0 = time.perf_counter()
     onnx_path, output = Path(onnx_path), Path(output)
     data, spec, model = read_graph(onnx_path)
+    options = spec.get("graph_options")
+    if isinstance(options, dict) and options.get("graph") == "dedup":
+        raise BuildError(
+            f"{onnx_path.name} is a dedup graph (`spade-rt export --graph dedup`): dedup graphs are CPU graphs for "
+            "ONNX Runtime (TensorRT has no layer for their Unique op), not for engines; for an engine, "
+            f"export the static graph: `spade-rt export MODEL -o {onnx_path.stem}_fp16.onnx --precision fp16` "
+            "(--graph static is the default), then build that"
+        )
     trt = TensorRT.load(backend)
     errors: list[str] = []
     logger = trt.logger(errors)
@@ -142,6 +150,14 @@ def build_engine(
     config.add_optimization_profile(profile)
     cache_file = Path(timing_cache) if timing_cache else output.parent / "timing.cache"
     cache = trt.attach_timing_cache(config, cache_file.read_bytes() if cache_file.is_file() else None)
+    if cache is None and timing_cache:  # TensorRT-RTX: no tactic timing at build time, so no timing cache
+        log.warning(
+            "%s has no timing cache (it times no kernels when building; it compiles them on the GPU at the first "
+            "run and keeps them in %s.rtxcache): --timing-cache %s is not used",
+            trt.module_name,
+            output.name,
+            timing_cache,
+        )
     config.progress_monitor = _ProgressBars(trt.module, progress)
 
     log.info("building %s with %s %s ...", output.name, trt.module_name, trt.version)

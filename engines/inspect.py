@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spade_rt.engines.manifest import load_manifest, staleness
 from spade_rt.errors import BackendUnavailableError
+from spade_rt.io_utils import sha256_file
 
 
 def describe_engine(path: str | Path) -> dict:
@@ -27,10 +28,27 @@ def describe_engine(path: str | Path) -> dict:
         "gpu_targets": ", ".join(m.get("target_compute_capabilities", [])),
         "built_at": m.get("built_at", "?"),
         "engine_sha256": m.get("engine_sha256", "?"),
-        "onnx": f"{m['onnx']} (sha256 {m.get('onnx_sha256', '?')[:16]}...)",
+        "onnx": onnx_status(path, m),
         "runs_here": runs_here(m),
     }
     return info
+
+
+def onnx_status(engine: Path, manifest: dict) -> str:
+    """The graph the engine was built from, and whether the file of that name beside it is still that graph
+    (its sha256 against the manifest's): a graph re-exported after the build is flagged with the fix."""
+    recorded = str(manifest.get("onnx_sha256") or "")
+    onnx_path = engine.parent / manifest["onnx"]
+    built_from = f"{manifest['onnx']} (sha256 {recorded[:16] or '?'}...)"
+    if not onnx_path.is_file():
+        return f"{built_from}, not beside the engine"
+    now = sha256_file(onnx_path)
+    if recorded and now != recorded:
+        return (
+            f"{built_from}; CHANGED since the build: {onnx_path.name} beside it now has sha256 {now[:16]}..., so "
+            f"this engine is not that graph: rebuild it with `spade-rt build {onnx_path} -o {engine}`"
+        )
+    return f"{built_from}, unchanged beside the engine"
 
 
 def runs_here(manifest: dict) -> str:

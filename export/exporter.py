@@ -12,11 +12,12 @@ import onnx
 
 from spade_rt import __version__
 from spade_rt.errors import ExportError
+from spade_rt.export.cuda_ep import cuda_ep_gaps
 from spade_rt.export.folding import fold_generator
 from spade_rt.export.graph_stats import graph_macs, op_counts
 from spade_rt.export.onnx_graph import GraphOptions, build_graph
 from spade_rt.export.verify import verify_graph
-from spade_rt.io_utils import atomic_path
+from spade_rt.io_utils import atomic_path, check_output_file
 from spade_rt.model.costs import generator_macs
 from spade_rt.model.native_format import build_generator, load_model
 from spade_rt.runtime.spec import report_path
@@ -33,8 +34,12 @@ def export_model(
     verify_samples: int = 2,
     verify_labels=(),
 ) -> dict:
-    """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure."""
+    """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure.
+
+    Both output paths are checked first (not a folder, in a writable place), before any work."""
     t0 = time.perf_counter()
+    check_output_file(output, "output")
+    check_output_file(report_path(Path(output)), "report")
     native = load_model(model_path)
     net = build_generator(native)
     folded = fold_generator(net)
@@ -80,7 +85,13 @@ def export_model(
             "size": list(hw),
             "dynamic": options.dynamic,
             "opset": options.opset,
+            "graph": options.graph,
+            "index_pad": options.index_pad,
+            "lookup": options.lookup,
         },
+        # nodes ONNX Runtime's CUDA provider has no kernel for (each would run on the CPU between two copies
+        # and rule out its CUDA graphs); empty: the whole graph runs on the GPU there
+        "cuda_ep_gaps": cuda_ep_gaps(model),
         "inputs": {i.name: _shape(i) for i in model.graph.input},
         "outputs": {o.name: _shape(o) for o in model.graph.output},
         "gmacs_per_image": round(sum(v for k, v in macs.items() if k != "data_dependent_matmuls") / 1e9, 2),

@@ -33,9 +33,17 @@ def graph_macs(model: onnx.ModelProto, batch: int = 1) -> dict[str, int]:
     """MACs per op type for one call at ``batch`` (symbolic H, W: the spec's size).
 
     MatMuls over data-dependent row counts (the dedup graph's per-distinct-patch products) are not counted;
-    their number is returned under "data_dependent_matmuls".
+    their number is returned under "data_dependent_matmuls". A graph exported with a fixed batch B (``--batch
+    B``) is counted at B and scaled to ``batch``, so ``batch=1`` is per image whatever the graph's batch.
     """
-    inferred = shape_inference.infer_shapes(_static_copy(model, batch), data_prop=True)
+    static = _static_copy(model, batch)
+    graph_batch = static.graph.input[0].type.tensor_type.shape.dim[0].dim_value or batch
+    macs = _macs_at_graph_batch(static, graph_batch)
+    return {k: v if k == "data_dependent_matmuls" else v // graph_batch * batch for k, v in macs.items()}
+
+
+def _macs_at_graph_batch(static: onnx.ModelProto, batch: int) -> dict[str, int]:
+    inferred = shape_inference.infer_shapes(static, data_prop=True)
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
         dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]

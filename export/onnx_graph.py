@@ -26,6 +26,7 @@ from spade_rt.errors import ExportError
 from spade_rt.export.folding import FoldedBlock, FoldedGenerator, FoldedSPADE
 from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
 from spade_rt.labels import LabelSpec
+from spade_rt.limits import INT_RANGES, MAX_OUTPUT_SIDE
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, ModelSpec, Z
 
 DEDUP_MIN_PIXELS = 128 * 128  # below this a resolution's dense conv is cheaper than the patch bookkeeping
@@ -43,6 +44,16 @@ class GraphOptions:
     dynamic: bool = False  # symbolic H, W (non-VAE models only)
     opset: int = 17
     graph: str = "static"  # static: shape-static, for TensorRT/GPUs | dedup: per-distinct-patch modulation (CPU)
+    # How the index maps are padded for the lookups. int32: one Pad on the int32 map (TensorRT fuses it, the
+    # gathers, slices and adds into one kernel; CPUs have an int32 Pad). float: Cast to float32 (exact for
+    # every index), Pad, Cast back: ONNX Runtime's CUDA provider has no int32 Pad kernel, and one node on the
+    # CPU costs two copies per resolution and rules out its CUDA graphs.
+    index_pad: str = "int32"
+    # The one-hot convs. gather: k*k row lookups summed (no one-hot anywhere; what TensorRT fuses best and the
+    # least work on CPUs). onehot: the one-hot map built on the device (Equal + Cast, NCHW) and one dense conv
+    # per resolution: more MACs, but one tensor-core conv instead of k*k gathers and adds as separate kernels.
+    # Which is faster on a given provider is for `spade-rt bench` to measure, not to assume.
+    lookup: str = "gather"
 
     def validate(self, folded: FoldedGenerator) -> tuple[int, int]:
         cfg = folded.config
@@ -58,6 +69,12 @@ class GraphOptions:
         if not 1 <= lo <= opt <= hi:
             raise ExportError(f"batch range {lo}:{opt}:{hi} must satisfy 1 <= MIN <= OPT <= MAX")
         h, w = self.size or cfg.output_hw
+        top = INT_RANGES["max_batch"][1]  # what every loader accepts (spade_rt.runtime.spec.check_spec_values)
+        if hi > top or max(h, w) > MAX_OUTPUT_SIDE:
+            raise ExportError(
+                f"batch up to {hi} at {h}x{w}: spade-rt loads graphs of batch up to {top} and sizes up to "
+                f"{MAX_OUTPUT_SIDE}x{MAX_OUTPUT_SIDE}"
+            )
         cell = 2**cfg.num_up
         if h % cell or w % cell:
             raise ExportError(
@@ -71,6 +88,12 @@ class GraphOptions:
             )
         if self.graph not in ("static", "dedup"):
             raise ExportError(f"graph {self.graph!r} is not supported: expected static or dedup")
+        if self.index_pad not in ("int32", "float"):
+            raise ExportError(f"index pad {self.index_pad!r} is not supported: expected int32 or float")
+        if self.lookup not in ("gather", "onehot"):
+            raise ExportError(f"lookup {self.lookup!r} is not supported: expected gather or onehot")
+        if self.lookup == "onehot" and self.graph == "dedup":
+            raise ExportError("--lookup onehot is a formulation of the static graph (dedup gathers per patch)")
         if self.graph == "dedup":
             if self.precision != "fp32" or self.dynamic:
                 raise ExportError("--graph dedup is an fp32, fixed-size graph for ONNX Runtime on CPUs")
@@ -128,13 +151,18 @@ class _Emitter:
             if self.dedups(stride, table, hw):
                 self.dedup_modulation(r, stride, (hw[0] // stride, hw[1] // stride))
                 continue
+            if self.o.lookup == "onehot":
+                self.onehot_conv(r, stride, table)
+                continue
             k = table.kernel_size
             pad = k // 2
-            padded = g.op(
-                "Pad",
-                [r, g.ints([0, pad, pad, 0, pad, pad]), g.const(np.array(self.f.sentinel, np.int32), "sentinel")],
-                "padded",
-            )
+            pads = g.ints([0, pad, pad, 0, pad, pad])
+            if self.o.index_pad == "float":  # float32 holds every index exactly (< 2^24 rows)
+                value = g.const(np.array(self.f.sentinel, np.float32), "sentinel_f")
+                padded = g.op("Pad", [g.cast(r, TensorProto.FLOAT, "index_f"), pads, value], "padded_f")
+                padded = g.cast(padded, TensorProto.INT32, "padded")
+            else:
+                padded = g.op("Pad", [r, pads, g.const(np.array(self.f.sentinel, np.int32), "sentinel")], "padded")
             taps = []
             for t in range(k * k):
                 dy, dx = divmod(t, k)
@@ -154,6 +182,22 @@ class _Emitter:
                 self.fc_out = g.op("Transpose", [fc], "fc_nchw", perm=[0, 3, 1, 2])
                 summed = shared
             self.shared[stride] = g.op("Transpose", [g.op("Relu", [summed], "actv")], "actv_nchw", perm=[0, 3, 1, 2])
+
+    def onehot_conv(self, r: str, stride: int, table) -> None:
+        """The lookup of one resolution as the dense conv it replaced: one-hot (N, R, h, w) of the index map
+        (Equal against 0..R-1, then Cast: both have CUDA kernels), then a k x k conv whose zero padding is
+        the sentinel row's zero. Exactly the same sum as the gathers, in NCHW, no Transpose."""
+        g = self.g
+        k, R, K = table.kernel_size, table.rows.shape[1], table.rows.shape[2]
+        ids = g.const(np.arange(R, dtype=np.int32).reshape(1, R, 1, 1), "row_ids")
+        onehot = g.cast(g.op("Equal", [g.op("Unsqueeze", [r, g.ints([1])], "index_n1hw"), ids], "is_row"), g.onnx_float)
+        weight = table.rows.reshape(k, k, R, K).transpose(3, 2, 0, 1)  # (T, R, K) -> (K, R, k, k)
+        summed = g.conv(onehot, weight, table.bias, f"lookup{stride}.onehot")
+        if table.relu_from:  # the conv fc shares this lookup but has no ReLU
+            self.fc_out, summed = g.op(
+                "Split", [summed, g.ints([table.relu_from, K - table.relu_from])], "fc", 2, axis=1
+            )
+        self.shared[stride] = g.op("Relu", [summed], "actv_nchw")
 
     # ---- dedup mode: modulation once per distinct label patch ------------------------------------------------
     def dedups(self, stride: int, table, hw: tuple[int, int]) -> bool:

@@ -13,10 +13,21 @@ from typing import Any
 
 from spade_rt.errors import ConfigError
 from spade_rt.labels import LabelSpec
-from spade_rt.presets import UPSAMPLING_LAYERS, describe_channels, get_preset, latent_size, output_size
+from spade_rt.limits import (
+    ASPECT_RATIO_RANGE,
+    MAX_OUTPUT_SIDE,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    shown,
+)
+from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS, describe_channels, get_preset, latent_size, output_size
 
 # spade(norm)(ks)x(ks), optionally prefixed by 'spectral' (spectral norm on the resblock convs)
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d)x(\d)$")
+# the encoder's norm (layers.norm_wrapped_conv): [spectral] + instance | batch | syncbatch | none
+NORM_E_PATTERN = re.compile(r"^(spectral)?(instance|batch|syncbatch|sync_batch|none)?$")
 
 
 @dataclass(frozen=True)
@@ -36,24 +47,35 @@ class GeneratorConfig:
     norm_E: str = "spectralinstance"  # the encoder's norm (only used when has_encoder)
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)
-        for name, lo in (("label_nc", 1), ("ngf", 2), ("z_dim", 1), ("crop_size", 8)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
+        # every value may come from a file header: types and ranges first (spade_rt.limits), then consistency
+        check_choice("preset", self.preset, tuple(PRESETS))
+        for name in ("label_nc", "ngf", "z_dim", "crop_size"):
+            check_int(name, getattr(self, name))
+        for name in ("contain_dontcare_label", "use_instance", "use_vae", "has_encoder"):
+            check_bool(name, getattr(self, name))
+        check_choice("num_upsampling_layers", self.num_upsampling_layers, tuple(UPSAMPLING_LAYERS))
+        check_float("aspect_ratio", self.aspect_ratio, *ASPECT_RATIO_RANGE)
+        if not isinstance(self.norm_E, str) or not NORM_E_PATTERN.match(self.norm_E):
+            raise ConfigError(
+                f"norm_E {shown(self.norm_E)} is not supported: expected [spectral]{{instance,batch,syncbatch,none}}, "
+                "e.g. spectralinstance"
+            )
         if self.num_upsampling_layers == "most" and self.ngf % 2:
             raise ConfigError(f"ngf must be even with 'most' upsampling (up_4 has ngf/2 channels), got {self.ngf}")
-        if not self.aspect_ratio > 0:
-            raise ConfigError(f"aspect_ratio must be > 0, got {self.aspect_ratio!r}")
-        match = NORM_G_PATTERN.match(self.norm_G)
+        match = NORM_G_PATTERN.match(self.norm_G) if isinstance(self.norm_G, str) else None
         if not match or match.group(3) != match.group(4) or match.group(3) not in ("3", "5"):
             raise ConfigError(
-                f"norm_G {self.norm_G!r} is not supported: expected [spectral]spade{{syncbatch,batch,instance}}"
+                f"norm_G {shown(self.norm_G)} is not supported: expected [spectral]spade{{syncbatch,batch,instance}}"
                 f"{{3x3,5x5}}, e.g. spectralspadesyncbatch3x3"
             )
         if self.has_encoder and not self.use_vae:
             raise ConfigError("an encoder only makes sense with use_vae")
-        latent_size(self.crop_size, self.aspect_ratio, self.num_upsampling_layers)  # raises if empty
+        h, w = output_size(self.crop_size, self.aspect_ratio, self.num_upsampling_layers)  # raises if empty
+        if max(h, w) > MAX_OUTPUT_SIDE:
+            raise ConfigError(
+                f"crop_size {self.crop_size} with aspect_ratio {self.aspect_ratio:g} gives a {h}x{w} output: height "
+                f"and width must be at most {MAX_OUTPUT_SIDE}"
+            )
 
     # ---- derived quantities -------------------------------------------------------------------------
     @property
@@ -126,10 +148,13 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a generator config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown generator option(s) in config: {', '.join(unknown)}")
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ConfigError(f"unknown generator option(s) in config: {', '.join(map(shown, unknown[:5]))}{more}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> GeneratorConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from spade_rt.io_utils import sha256_file
+from spade_rt.io_utils import check_output_file, sha256_file
 from spade_rt.model.native_format import NativeModel, build_encoder, build_generator, save_model
 from spade_rt.model.original_checkpoint import infer_encoder_norm, infer_generator_config, load_torch_state_dict
 
@@ -26,6 +26,7 @@ def convert_checkpoint(
     crop_size, aspect_ratio (None = from the file or the preset).
     """
     generator_path = Path(generator_path)
+    check_output_file(output, "output")  # before any reading: a bad output location fails first, and fast
     state = load_torch_state_dict(generator_path)
     config = infer_generator_config(state, preset, generator_path.name, **options)
     encoder_state = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,23 +27,68 @@ log = logging.getLogger(__name__)
 StateDict = dict[str, torch.Tensor]
 
 
-def load_torch_state_dict(path: str | Path) -> StateDict:
-    """Read a ``torch.save(net.state_dict())`` file without unpickling arbitrary objects."""
+_PICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # torch's weights_only refusal names the global it met
+_PICKLE_OPCODE = re.compile(r"Unsupported operand (\d+)")
+PROTOCOL_4_OPCODES = range(0x8C, 0x99)  # SHORT_BINUNICODE .. READONLY_BUFFER: added by pickle protocols 4 and 5
+EXPECTED_FILE = "a file written by torch.save (a zip archive, or a pickle stream from torch < 1.6)"
+
+
+def torch_load_weights_only(path: str | Path, what: str = "PyTorch checkpoint"):
+    """``torch.load(path, weights_only=True)`` with one-line errors that tell the three failures apart.
+
+    - the file carries a pickled global other than tensors and plain containers: UnsafeCheckpointError,
+      naming that global (nothing of it ran);
+    - the file uses a pickle feature the weights-only reader does not have (protocol 4 framing):
+      ModelFormatError saying so;
+    - anything else (empty, text, random bytes, truncated): ModelFormatError saying what the file looks like.
+    torch's own note about pickle protocols ("Detected pickle protocol ...") is not shown to users.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ModelFormatError(f"checkpoint not found: {path}")
+        raise ModelFormatError(f"{what} not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsafeCheckpointError(
-            f"refused {path}: it carries pickled objects that are not tensors, and spade-rt loads checkpoints "
-            f"with torch.load(weights_only=True) only, never running their code ({first[:200]})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ModelFormatError(
-            f"cannot read {path} as a PyTorch checkpoint: {str(exc).splitlines()[0][:200]}"
-        ) from None
+        text = str(exc)
+        unsafe, opcode = _PICKLED_GLOBAL.search(text), _PICKLE_OPCODE.search(text)
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"refused {path}: it carries a pickled {unsafe.group(1)}, not only tensors; spade-rt reads "
+                f"{what}s with torch.load(weights_only=True) and runs nothing from them: expected a state dict "
+                "of tensors"
+            ) from None
+        if opcode and int(opcode.group(1)) in PROTOCOL_4_OPCODES:
+            raise ModelFormatError(
+                f"cannot read {what} {path}: its pickle stream uses opcode {opcode.group(1)} of pickle protocol 4 "
+                f"or later, which torch.load(weights_only=True) cannot read; expected {EXPECTED_FILE} with "
+                "torch.save's default pickle protocol (2)"
+            ) from None
+        raise ModelFormatError(f"cannot read {what} {path}: {_what_it_is(path)}; expected {EXPECTED_FILE}") from None
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except Exception:  # torch's readers fail on damaged bytes with EOFError, IndexError, KeyError, RuntimeError ...
+        raise ModelFormatError(f"cannot read {what} {path}: {_what_it_is(path)}; expected {EXPECTED_FILE}") from None
+
+
+def _what_it_is(path: Path) -> str:
+    """What a file that torch.load could not read looks like, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "a damaged or truncated zip archive"
+    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+        return "a damaged or truncated pickle stream"
+    return f"neither a zip archive nor a pickle stream (it starts with {head[:12]!r})"
+
+
+def load_torch_state_dict(path: str | Path) -> StateDict:
+    """Read a ``torch.save(net.state_dict())`` file without unpickling arbitrary objects."""
+    obj = torch_load_weights_only(path, "PyTorch checkpoint")
+    path = Path(path)
     if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
         obj = next(iter(obj.values()))  # {'state_dict': {...}} / {'netG': {...}} wrappers
     if not isinstance(obj, dict) or not obj:

@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 
 from spade_rt.errors import InputError
+from spade_rt.labels import open_image
+from spade_rt.limits import pixel_limit
 from spade_rt.model.native_format import build_encoder, build_generator, load_model
 from spade_rt.model.semantics import semantics_from_numpy
 from spade_rt.runtime.backend import Backend, StageTimes
@@ -53,8 +55,11 @@ class TorchBackend(Backend):
         if self.encoder is None:
             raise InputError("this model has no encoder: convert it with --encoder latest_net_E.pth to use --style")
         h, w = self.config.output_hw
-        with Image.open(image_path) as im:
-            rgb = np.asarray(im.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.float32)
+        with open_image(image_path, "style image", pixel_limit(h, w)) as im:  # size checked from the header
+            try:
+                rgb = np.asarray(im.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.float32)
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise InputError(f"cannot read style image {image_path}: {exc}") from None
         x = torch.from_numpy(rgb / 127.5 - 1.0).permute(2, 0, 1)[None].to(self.device)  # (1, 3, H, W) in [-1, 1]
         mu, _ = self.encoder(x)
         return mu.float().cpu().numpy()

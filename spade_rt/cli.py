@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from spade_rt import __version__
-from spade_rt.commands import bench, build, convert, demo, describe, export, synthesize, train
+from spade_rt.commands import bench, build, convert, demo, describe, export, serve, synthesize, train, triton
 from spade_rt.errors import SpadeRtError
 
 EPILOG = """\
@@ -26,15 +27,25 @@ examples:
   spade-rt build coco_fp16.onnx -o coco.engine                  # TensorRT-RTX builds without a GPU
   spade-rt synthesize coco.engine --labels labels/ -o out/      # a folder, on the GPU
   spade-rt bench --preset ade20k                                # eager PyTorch vs ours, on this machine
+  spade-rt serve                                                # live painter + HTTP API (demo model)
+  spade-rt triton coco.safetensors -o models/                   # a Triton Inference Server repository
 
 Run `spade-rt COMMAND --help` for the options of each command.
 """
 
-COMMANDS = (demo, convert, synthesize, export, build, train, bench, describe)
+COMMANDS = (demo, serve, convert, synthesize, export, build, triton, train, bench, describe)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr, like every other error: what was wrong and where
+    the help is (the usage block argparse prints first would hide it). Exit status 2, as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spade-rt",
         description="Real-time SPADE/GauGAN label-to-image synthesis: convert original checkpoints, export exact "
         "ONNX graphs, build FP16 TensorRT engines, synthesize, benchmark, train.",
@@ -73,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpadeRtError as exc:
         sys.stderr.write(f"spade-rt {args.command}: error: {exc}\n")
         return 1
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        sys.stderr.write(f"spade-rt {args.command}: error: {exc.strerror}: {exc.filename}\n")
+    except OSError as exc:  # a file that vanished or a disk that filled up mid-run: still one line
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"spade-rt {args.command}: error: {exc.strerror or exc}{where}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

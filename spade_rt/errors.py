@@ -22,6 +22,12 @@ class LabelError(InputError):
     """A label map holds ids the model does not know, or cannot be read as ids."""
 
 
+class OutputError(InputError):
+    """An output location cannot take the result: a folder where a file is expected (or the reverse), a place
+    where no file can be created, or a name whose suffix is not a format the command writes. Commands check
+    their outputs with ``spade_rt.io_utils`` before any work starts."""
+
+
 class ModelFormatError(SpadeRtError):
     """A model, checkpoint, ONNX or engine file is missing, corrupt or of the wrong kind."""
 
@@ -48,3 +54,8 @@ class BackendUnavailableError(SpadeRtError):
 
 class EngineCompatibilityError(ModelFormatError):
     """An engine was built for another TensorRT version or GPU: rebuild it."""
+
+
+class EngineTrustError(ModelFormatError):
+    """An engine is not the file its manifest describes (size or sha256): refused before deserialising, since
+    engines can carry code, unless the caller trusts it explicitly (``trust_engine=True``)."""

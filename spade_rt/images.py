@@ -10,6 +10,9 @@ from PIL import Image
 from spade_rt.errors import InputError
 from spade_rt.io_utils import atomic_path
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # RGB pictures Pillow writes
+OUTPUT_SUFFIXES = (".npy", *PICTURE_SUFFIXES)  # .npy: the float network output as is
+
 
 def float_to_uint8(images: np.ndarray) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8, as the original ``tensor2im``: (x+1)/2*255, clip, truncate."""
@@ -30,8 +33,8 @@ def save_output(path: str | Path, images: np.ndarray) -> list[Path]:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, images)
         return [path]
-    if suffix not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
-        raise InputError(f"output {path}: expected a .npy, .png, .jpg, .webp or .bmp file name")
+    if suffix not in PICTURE_SUFFIXES:
+        raise InputError(f"output {path}: expected a file name ending in {', '.join(OUTPUT_SUFFIXES)}")
     rgb = images if images.dtype == np.uint8 else float_to_uint8(images)
     written = []
     for i, frame in enumerate(rgb):

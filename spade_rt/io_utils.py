@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes (nothing half-written is ever left behind) and hashing."""
+"""Small file helpers: output checks before work starts, atomic writes (nothing half-written is ever left
+behind) and hashing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from spade_rt.errors import OutputError
 
 
 def _umask() -> int:
@@ -48,6 +51,51 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _writable_folder(folder: Path, target: Path, what: str) -> None:
+    """Raise OutputError unless a file can be created in ``folder`` (or in the part of it that exists: the rest
+    is created on writing). The test is a real one: a file is created there and removed at once, so read-only
+    file systems, permissions and special file systems (/proc, /sys) all answer truthfully."""
+    existing = folder.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {target}: {existing} is a file, not a folder; expected a path inside a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".spade-rt-probe-", dir=existing)
+    except OSError as exc:
+        raise OutputError(
+            f"{what} {target}: cannot create files in {existing} ({exc.strerror or exc}); expected a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str | Path, what: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
+    """Check, before any work, that ``path`` can be written as a file: not a folder, a suffix in ``suffixes``
+    (any when empty), inside a folder where files can be created. Raises OutputError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder: expected a file name" + _suffix_hint(suffixes))
+    if suffixes and path.suffix.lower() not in suffixes:
+        got = f"'{path.suffix}'" if path.suffix else "no suffix"
+        raise OutputError(f"{what} {path} has {got}: expected a file name ending in {', '.join(suffixes)}")
+    _writable_folder(path.parent, path, what)
+    return path
+
+
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Check, before any work, that ``path`` is (or can be made) a folder where files can be created."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file: expected a folder (existing or to be created)")
+    _writable_folder(path, path, what)
+    return path
+
+
+def _suffix_hint(suffixes: tuple[str, ...]) -> str:
+    return f" ending in {', '.join(suffixes)}" if suffixes else ""
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -12,7 +12,11 @@ ids everywhere. Order of operations, following data/pix2pix_dataset.py and Pix2P
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from spade_rt.errors import InputError, LabelError
+from spade_rt.limits import MAX_PIXELS_ENV, pixel_limit
 from spade_rt.presets import DONTCARE_STORED_ID, Preset, output_size
 
 log = logging.getLogger(__name__)
@@ -53,13 +58,44 @@ class LabelSpec:
         return np.dtype(np.uint8) if self.num_label_ids <= 256 else np.dtype(np.int32)
 
 
-def _open_single_channel(path: str | Path, what: str) -> np.ndarray:
-    """Read a one-channel PNG as an integer array (H, W); refuse colour images with a clear message."""
+@contextlib.contextmanager
+def open_image(path: str | Path, what: str, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """Open an image from its header only and refuse it, before anything is decoded, when it has more than
+    ``max_pixels`` pixels (default ``spade_rt.limits.pixel_limit()``). Pillow's own decompression-bomb
+    warning and error become this one InputError naming the file, its size and the limit."""
     path = Path(path)
+    limit = pixel_limit(max_pixels=max_pixels)
     if not path.is_file():
         raise InputError(f"{what} not found: {path}")
+    hint = f"raise it with --max-pixels, max_pixels= or ${MAX_PIXELS_ENV} if you trust the file"
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # our limit replaces Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else None
+        if pixels is not None and pixels > limit:
+            raise InputError(f"{what} {path} has {pixels} pixels: more than the {limit} accepted ({hint})") from None
+        raise InputError(  # a limit raised past Pillow's own (PIL.Image.MAX_IMAGE_PIXELS, twice over)
+            f"{what} {path} is refused by Pillow as a decompression bomb ({exc}); Pillow's limit is "
+            "PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot read {what} {path} as an image: {exc}") from None
+    with im:
+        w, h = im.size
+        if w * h > limit:
+            raise InputError(f"{what} {path} is {w}x{h} ({w * h} pixels): more than the {limit} accepted ({hint})")
+        yield im
+
+
+def _open_single_channel(path: str | Path, what: str, max_pixels: int | None = None) -> np.ndarray:
+    """Read a one-channel PNG as an integer array (H, W); refuse colour images with a clear message, and
+    images over ``max_pixels`` before decoding them (``open_image``)."""
+    path = Path(path)
+    try:
+        with open_image(path, what, max_pixels) as im:
             mode = im.mode
             if mode not in _ID_MODES:
                 bands = len(im.getbands())
@@ -78,27 +114,31 @@ def _open_single_channel(path: str | Path, what: str) -> np.ndarray:
     return arr
 
 
-def read_label_ids(path: str | Path, palette: str | None = None) -> np.ndarray:
+def read_label_ids(path: str | Path, palette: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Label PNG -> ids as stored, (H, W) uint8 or int32. Dontcare (255) is not mapped yet.
 
     A colour-coded (RGB) map is decoded with ``palette`` (coco, ade20k, cityscapes, landscape) when given.
+    A map of more than ``max_pixels`` pixels (default ``spade_rt.limits.pixel_limit()``) is refused from its
+    header, before decoding.
     """
     if palette is not None:
         path = Path(path)
-        try:
-            with Image.open(path) as im:
-                if im.mode in ("RGB", "RGBA"):
-                    from spade_rt.palettes import decode_colours
+        with open_image(path, "label map", max_pixels) as im:
+            if im.mode in ("RGB", "RGBA"):
+                from spade_rt.palettes import decode_colours
 
-                    return decode_colours(np.asarray(im.convert("RGB")), palette, f"label map {path}")
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            pass  # _open_single_channel reports it
-    return _open_single_channel(path, "label map")
+                try:
+                    rgb = np.asarray(im.convert("RGB"))
+                except (OSError, SyntaxError, ValueError) as exc:
+                    raise InputError(f"cannot read label map {path} as an image: {exc}") from None
+                return decode_colours(rgb, palette, f"label map {path}")
+    return _open_single_channel(path, "label map", max_pixels)
 
 
-def read_instance_map(path: str | Path) -> np.ndarray:
-    """Instance PNG -> (H, W) integer map; only equality between neighbours matters downstream."""
-    return _open_single_channel(path, "instance map")
+def read_instance_map(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Instance PNG -> (H, W) integer map; only equality between neighbours matters downstream. Refused from
+    its header when larger than ``max_pixels`` (default ``spade_rt.limits.pixel_limit()``)."""
+    return _open_single_channel(path, "instance map", max_pixels)
 
 
 def resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -256,6 +296,12 @@ def prepare_inputs(
         raise InputError(
             f"{instance_source} must be (H, W) or (N, H, W) like the labels {ids.shape}, got shape {inst.shape}"
         )
+    (lh, lw), (ih, iw) = np.shape(labels)[-2:], inst.shape[-2:]
+    if (ih, iw) != (lh, lw):  # a map of another picture: both are resized alike, so they must match as given
+        raise InputError(
+            f"{instance_source} is {ih}x{iw} but {source} is {lh}x{lw}: expected the instance map of the same "
+            f"picture, {lh}x{lw}"
+        )
     return ids, prepare_edges(inst, spec, resize, instance_source, size=ids.shape[-2:])
 
 
@@ -265,27 +311,33 @@ def load_inputs(
     instance: str | Path | None = None,
     resize: bool = True,
     palette: str | None = None,
+    *,
+    note_missing_instance: bool = True,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label PNG (+ instance PNG) -> (ids (H, W), edges (H, W) uint8 or None), ready for any backend.
 
     Files are read here; everything else is ``prepare_inputs``. A model that takes instance edges but gets
-    no instance map uses the label map's own boundaries; the log says so. Colour-coded label maps are
-    decoded with ``palette``.
+    no instance map uses the label map's own boundaries; the log says so (unless ``note_missing_instance``
+    is False: callers reading many maps say it once themselves). Colour-coded label maps are decoded with
+    ``palette``. Maps larger than ``max_pixels`` are refused from their header (default: 16 times the
+    model's size, at least 4096 x 4096, or ``$SPADE_RT_MAX_PIXELS``; see ``spade_rt.limits.pixel_limit``).
     """
-    raw = read_label_ids(labels, palette)
+    limit = pixel_limit(spec.height, spec.width, max_pixels)
+    raw = read_label_ids(labels, palette, limit)
     inst = None
-    if spec.use_instance:
-        if instance is None:
-            log.info("no instance map given: using the label map's boundaries as instance edges")
-        else:
-            inst = read_instance_map(instance)
-    elif instance is not None:
-        log.warning("this model takes no instance edges: ignoring %s", instance)
-    return prepare_inputs(
+    if spec.use_instance and instance is not None:
+        inst = read_instance_map(instance, limit)
+    prepared = prepare_inputs(
         raw,
         spec,
         instance=inst,
         resize=resize,
         source=f"label map {labels}",
         instance_source=f"instance map {instance}",
-    )
+    )  # notes come after the checks: a bad map gets its one error line, nothing before it
+    if spec.use_instance and instance is None and note_missing_instance:
+        log.info("no instance map given: using the label map's boundaries as instance edges")
+    elif not spec.use_instance and instance is not None:
+        log.warning("this model takes no instance edges: ignoring %s", instance)
+    return prepared

@@ -3,7 +3,7 @@
 Shared by the runtime (label validation, resizing, colour-coded maps) and the toolchain (network shapes),
 so both read the same numbers; every command's ``--preset`` choices derive from it. A new preset is one
 ``Preset(...)`` line; its ``palette`` names a colour table of ``spade_rt.palettes`` (None: SPADE's generic
-bit-interleaved colours). torch-free.
+bit-interleaved colours) and the class names of ``spade_rt.class_names`` under the same key. torch-free.
 
 Label conventions, as the original test pipeline applies them (data/pix2pix_dataset.py):
 - every label map is resized with NEAREST to the crop size, then stored 255 ("unlabeled") becomes id
@@ -36,6 +36,12 @@ class Preset:
     num_upsampling_layers: str  # normal | more | most
     palette: str | None  # colour table of colour-coded label maps (spade_rt.palettes.PALETTES), None: generic
     summary: str
+
+    def class_names(self, num_ids: int | None = None) -> list[str]:
+        """The name of each id: the label set its ``palette`` names (spade_rt.class_names.CLASS_NAMES)."""
+        from spade_rt.class_names import id_names
+
+        return id_names(self.palette, self.label_nc + self.contain_dontcare_label if num_ids is None else num_ids)
 
 
 def describe_channels(label_nc: int, contain_dontcare_label: bool, use_instance: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -10,9 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SPADE_RT_SHARED", ROOT.parent / "shared"))
-COCO_SAMPLE = SHARED / "data" / "coco_stuff_sample"
 sys.path.insert(0, str(Path(__file__).parent))  # reference_spade
+NVIDIA_DEVICE_NODES = glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/dxg")  # empty: no NVIDIA GPU at all
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,9 +24,10 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def coco_sample() -> Path:
-    if not (COCO_SAMPLE / "val_label").is_dir():
-        pytest.fail(f"the shared COCO-Stuff sample is missing at {COCO_SAMPLE} (set SPADE_RT_SHARED)")
-    return COCO_SAMPLE
+    """The real COCO-Stuff sample that ships in the package (spade_rt/assets/coco_stuff_sample): read only."""
+    from spade_rt.sample_data import coco_stuff_sample
+
+    return coco_stuff_sample()
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,15 +46,30 @@ def cli():
 
 
 def gpu_available() -> str | None:
-    """None if a usable NVIDIA GPU + TensorRT are present, else the reason (the skip message)."""
+    """None if an NVIDIA GPU answers (through cuda-python), else the reason: the skip message of every
+    `gpu` test. Tests that also need TensorRT, or onnxruntime-gpu, check for it themselves
+    (``tensorrt_for_this_gpu``): the lent H100s have a GPU and no TensorRT that runs there."""
+    try:
+        from spade_rt.engines.cuda import Cuda
+
+        Cuda()
+    except Exception as exc:
+        return f"no usable NVIDIA GPU here: {exc}"
+    return None
+
+
+def tensorrt_for_this_gpu() -> str | None:
+    """None if a TensorRT that runs engines on this GPU is installed, else why not (a skip message)."""
     try:
         from spade_rt.engines.adapter import TensorRT
         from spade_rt.engines.cuda import Cuda
 
-        TensorRT.load("auto")
-        Cuda()
+        trt = TensorRT.load("auto")
+        cc = Cuda().info.compute_capability
     except Exception as exc:
-        return f"no usable GPU/TensorRT here: {exc}"
+        return f"no TensorRT / GPU here: {exc}"
+    if not trt.supports_gpu(cc):
+        return f"{trt.module_name} does not run on this GPU (compute capability {cc})"
     return None
 
 

@@ -83,6 +83,15 @@ def test_the_runtime_core_imports_no_torch_and_no_toolchain():
     assert violations("spade_rt", RUNTIME_FORBIDDEN, skip=("commands",)) == []
 
 
+# the server stack (`spade-rt serve`, `spade-rt triton`) lives in spade_rt/serve and the commands that start it
+SERVE_STACK = ("starlette", "uvicorn", "websockets", "tritonclient")
+
+
+def test_the_server_stack_stays_in_its_subpackage():
+    assert violations("spade_rt", SERVE_STACK, skip=("serve", "commands")) == []
+    assert violations("spade_rt/serve", ("spade_rt.commands", "spade_rt.engines")) == []  # engines: via the registry
+
+
 def test_the_import_rule_checker_catches_a_violation(tmp_path):
     """The checker itself can fail: a model file that imports training, a runtime file that imports torch."""
     bad = tmp_path / "bad.py"
@@ -95,6 +104,7 @@ def test_runtime_loads_no_torch_in_a_fresh_interpreter():
     code = (
         "import sys, spade_rt.cli, spade_rt.runtime.synthesizer, spade_rt.runtime.registry, "
         "spade_rt.runtime.model_kind, spade_rt.engines.backend, spade_rt.engines.inspect, spade_rt.engines.manifest\n"
+        "import spade_rt.serve.app, spade_rt.serve.server, spade_rt.serve.triton\n"
         "spade_rt.cli.build_parser()\n"
         "bad = [m for m in ('torch', 'onnx', 'safetensors') if m in sys.modules]\n"
         "assert not bad, bad"

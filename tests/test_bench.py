@@ -10,21 +10,13 @@ import json
 from conftest import run_cli
 
 
-def test_quick_bench_writes_json_markdown_and_chart(tmp_path, coco_sample):
+def test_quick_bench_writes_json_markdown_and_chart(tmp_path):
+    """No --data: the real COCO-Stuff sample that ships in the package (spade_rt/assets/coco_stuff_sample)."""
     out = tmp_path / "quick.json"
-    proc = run_cli(
-        "bench",
-        "--quick",
-        "--preset",
-        "coco",
-        "--backends",
-        "torch,onnxruntime,onnxruntime-dedup,tensorrt",
-        "--json",
-        out,
-        "--data",
-        coco_sample,
-    )
+    backends = "torch,onnxruntime,onnxruntime-dedup,tensorrt"
+    proc = run_cli("bench", "--quick", "--preset", "coco", "--backends", backends, "--json", out)
     result = json.loads(out.read_text())
+    assert result["config"]["inputs"].startswith("8 real label maps from coco_stuff_sample")
     assert set(result["backends"]) == {"torch", "onnxruntime", "onnxruntime-dedup", "tensorrt"}
     base = result["backends"]["torch"]
     ours = result["backends"]["onnxruntime"]

@@ -23,7 +23,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from spade_rt.errors import ConfigError, InputError
-from spade_rt.labels import check_label_ids, instance_edges, map_dontcare, read_instance_map, read_label_ids
+from spade_rt.labels import (
+    check_label_ids,
+    instance_edges,
+    map_dontcare,
+    open_image,
+    read_instance_map,
+    read_label_ids,
+)
 from spade_rt.labels import resize_nearest as resize_ids
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.training.options import DATASET_MODES, PREPROCESS_MODES
@@ -360,20 +367,18 @@ class ProceduralDataset(torch.utils.data.Dataset):
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(w, h) from the header; an unreadable file is an InputError naming it."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from None
+    """(w, h) from the header; an unreadable file, or one over the pixel limit, is an InputError naming it."""
+    with open_image(path, "image") as im:
+        return im.size
 
 
 def _read_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
+    """The picture as RGB; refused from its header when over the pixel limit (spade_rt.limits.pixel_limit)."""
+    with open_image(path, "image") as im:
+        try:
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"cannot read image {path}: {exc}") from None
 
 
 def build_dataset(

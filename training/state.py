@@ -12,9 +12,7 @@ complete state.
 
 from __future__ import annotations
 
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import torch
 
 from spade_rt.errors import ModelFormatError
 from spade_rt.io_utils import atomic_path
+from spade_rt.model.original_checkpoint import torch_load_weights_only
 
 STATE_FORMAT = "spade-rt-train-state"
 STATE_VERSION = 1
@@ -70,11 +69,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"no training state to resume from: {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFormatError(f"cannot read training state {path}: {first[:200]}") from None
+    state = torch_load_weights_only(path, "training state")  # one-line errors for damaged or unsafe files
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ModelFormatError(f"{path} is not a spade-rt training state (format {STATE_FORMAT!r} expected)")
     if int(state.get("version", 0)) > STATE_VERSION:

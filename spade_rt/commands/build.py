@@ -14,7 +14,9 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.cache import built_dir
     from spade_rt.engines.build import build_engine
     from spade_rt.engines.recipes import get_recipe
+    from spade_rt.io_utils import check_output_file
     from spade_rt.runtime.model_kind import model_kind
+    from spade_rt.runtime.spec import manifest_path
 
     built = built_dir(args.cache_dir)
     source = Path(args.input)
@@ -22,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     if kind == "engine":
         raise InputError(f"{source} is already an engine: build takes an ONNX graph or a spade-rt model")
     recipe = get_recipe(args.recipe) if args.recipe else None
+    destination = args.destination or (recipe.engine_path(built) if recipe else built / f"{source.stem}.engine")
+    check_output_file(destination, "-o" if args.destination else "engine")  # before any export or build
+    check_output_file(manifest_path(destination), "manifest")
     if kind == "native":  # export first, with the recipe's options
         if recipe is None:
             raise InputError("building from a spade-rt model needs --recipe (e.g. ade20k-256-fp16); or export first")
@@ -37,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
         export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
     elif recipe is not None:
         raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
-    destination = args.destination or (recipe.engine_path(built) if recipe else built / f"{source.stem}.engine")
     build_engine(
         source,
         destination,
@@ -91,6 +95,8 @@ def register(sub) -> None:
     p.add_argument(
         "--timing-cache",
         metavar="FILE",
-        help="TensorRT timing cache to reuse and update (default: timing.cache beside the engine)",
+        help="full TensorRT: the tactic timing cache to reuse and update (default: timing.cache beside the "
+        "engine). TensorRT-RTX has none: it times no kernels when building, it compiles them on the GPU at the "
+        "first run and keeps them in ENGINE.rtxcache",
     )
     p.set_defaults(func=run)

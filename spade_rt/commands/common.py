@@ -20,6 +20,17 @@ def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safete
         )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size, a count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: expected 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
+
+
 def parse_batch(text: str) -> tuple[int, int, int]:
     try:
         parts = [int(p) for p in text.split(":")]

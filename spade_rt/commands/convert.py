@@ -64,6 +64,9 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_rt.io_utils import check_output_file
+
+    check_output_file(args.output, "-o")  # before torch is even imported
     require_toolchain("convert")
     from spade_rt.model.convert import convert_checkpoint
 

@@ -20,7 +20,8 @@ from PIL import Image
 
 from spade_rt.commands.common import require_toolchain
 from spade_rt.errors import InputError
-from spade_rt.io_utils import atomic_path
+from spade_rt.images import PICTURE_SUFFIXES
+from spade_rt.io_utils import atomic_path, check_output_dir, check_output_file
 
 log = logging.getLogger("spade_rt")
 
@@ -40,6 +41,7 @@ def demo_graph(model: Path, directory: Path) -> Path:
     if graph.is_file() and graph.stat().st_mtime >= model.stat().st_mtime:
         return graph
     require_toolchain("demo (first run: exporting the demo graph)")
+    check_output_dir(directory, "the cache folder (--cache-dir, $SPADE_RT_CACHE)")
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.count <= 16:
         raise InputError(f"--count {args.count}: expected 1..16 scenes")
+    out = check_output_file(args.output, "-o", PICTURE_SUFFIXES)  # before the first export or run
     model = demo_model()
     source = model if args.backend == "torch" else demo_graph(model, built_dir(args.cache_dir))
     with Synthesizer(source) as synth:
@@ -68,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     # two rows: the label maps in the landscape palette, then the pictures
     rows = [np.concatenate(list(colorize(labels, "landscape")), axis=1), np.concatenate(list(pictures), axis=1)]
     grid = np.concatenate(rows, axis=0)
-    out = Path(args.output)
     with atomic_path(out) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+        Image.fromarray(grid).save(tmp, format=Image.registered_extensions()[out.suffix.lower()])
     log.info(
         "wrote %s: %d procedural landscapes (seeds %d..%d) -> %dx%d pictures by the embedded demo model, "
         "%.0f ms per picture with %s",
@@ -95,7 +97,13 @@ def register(sub) -> None:
         "exact ONNX graph in the per-user cache (~/.cache/spade-rt/built/, $SPADE_RT_CACHE or --cache-dir); later "
         "runs use it with ONNX Runtime only.",
     )
-    p.add_argument("-o", dest="output", default="demo.png", metavar="OUT.png", help="picture to write (demo.png)")
+    p.add_argument(
+        "-o",
+        dest="output",
+        default="demo.png",
+        metavar="OUT.png",
+        help="picture to write: .png (default demo.png), .jpg, .webp or .bmp",
+    )
     p.add_argument("--seed", type=int, default=0, help="first scene (each seed is a different landscape)")
     p.add_argument("--count", type=int, default=4, help="scenes side by side, 1..16 (default 4)")
     p.add_argument(

@@ -8,6 +8,11 @@ from spade_rt.commands.common import parse_batch, parse_size, require_toolchain
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_rt.io_utils import check_output_file
+    from spade_rt.runtime.spec import report_path
+
+    check_output_file(args.destination, "-o")  # before torch is even imported
+    check_output_file(report_path(args.destination), "report")
     require_toolchain("export")
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
@@ -20,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         dynamic=args.dynamic,
         opset=args.opset,
         graph=args.graph,
+        index_pad=args.index_pad,
+        lookup=args.lookup,
     )
     export_model(
         args.model,
@@ -77,6 +84,20 @@ def register(sub) -> None:
         help="static: shape-static graph for TensorRT and GPUs (default); dedup: computes SPADE's "
         "gamma/beta once per distinct 5x5 label patch (exact; ~1.7x faster on CPUs with ONNX Runtime, "
         "cost depends on the map; fp32, fixed size; not for TensorRT)",
+    )
+    p.add_argument(
+        "--index-pad",
+        choices=("int32", "float"),
+        default="int32",
+        help="int32: pad the index maps as int32 (default; TensorRT fuses it into the lookups); float: pad them "
+        "as float32 (exact), for ONNX Runtime's CUDA provider, which has no int32 Pad kernel",
+    )
+    p.add_argument(
+        "--lookup",
+        choices=("gather", "onehot"),
+        default="gather",
+        help="gather: one-hot convs as row lookups (default); onehot: a one-hot map built on the device and one "
+        "dense conv per resolution (more MACs, fewer kernels; exact either way; measure with spade-rt bench)",
     )
     p.add_argument(
         "--verify-labels",

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from spade_rt.errors import InputError
+from spade_rt.commands.common import positive_int
+from spade_rt.errors import InputError, OutputError
 from spade_rt.palettes import PALETTES
 from spade_rt.runtime.registry import backend_names
 
@@ -20,7 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.synthesizer import Synthesizer
 
+    check_output(Path(args.labels), Path(args.output))  # before the model is even opened
     options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
+    if args.trust_engine and model_kind(args.model) == "engine":
+        options["trust_engine"] = True
     with Synthesizer(args.model, backend=args.backend, **options) as synth:
         spec = synth.spec
         palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
@@ -52,14 +56,33 @@ def run(args: argparse.Namespace) -> int:
                 resize=not args.no_resize,
                 palette=palette,
                 progress=not getattr(args, "quiet", False),
+                max_pixels=args.max_pixels,
             )
             return 0
-        ids, edges = load_inputs(spec.labels, args.labels, args.instance, not args.no_resize, palette)
+        ids, edges = load_inputs(
+            spec.labels, args.labels, args.instance, not args.no_resize, palette, max_pixels=args.max_pixels
+        )
         output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
         images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
     for path in save_output(args.output, images):
         log.info("wrote %s", path)
     return 0
+
+
+def check_output(labels: Path, output: Path) -> None:
+    """-o against --labels: a folder of maps writes into a folder, one map into a picture or a .npy file."""
+    from spade_rt.images import OUTPUT_SUFFIXES
+    from spade_rt.io_utils import check_output_dir, check_output_file
+
+    if not labels.is_dir():
+        check_output_file(output, "-o", OUTPUT_SUFFIXES)
+        return
+    if output.suffix.lower() in OUTPUT_SUFFIXES and not output.is_dir():
+        raise OutputError(
+            f"-o {output} is a {output.suffix} file name, but --labels {labels} is a folder: expected a folder "
+            "for its pictures (one per map, named like the map)"
+        )
+    check_output_dir(output, "-o")
 
 
 def load_z(path: str, z_dim: int):
@@ -119,11 +142,26 @@ def register(sub) -> None:
         choices=(*PALETTES, "none"),
         help="decode colour-coded label maps with this palette (default: the model's preset)",
     )
-    p.add_argument("--batch-size", type=int, help="folder mode: maps per call (default 1)")
+    p.add_argument(
+        "--batch-size", type=positive_int, metavar="N", help="folder mode: maps per call, 1 or more (default 1)"
+    )
     p.add_argument("--format", choices=("png", "npy"), default="png", help="folder mode: output files")
     p.add_argument(
         "--rebuild",
         action="store_true",
         help="engines: rebuild a stale engine from the ONNX graph beside it instead of failing",
+    )
+    p.add_argument(
+        "--trust-engine",
+        action="store_true",
+        help="engines: load an engine whose sha256 does not match its manifest (engines can carry code: only "
+        "for files you trust; refused by default)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        metavar="N",
+        help="refuse label and instance maps of more than N pixels, from their header (default: 16 times the "
+        "model's size, at least 4096x4096; or $SPADE_RT_MAX_PIXELS)",
     )
     p.set_defaults(func=run)

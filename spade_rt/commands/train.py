@@ -8,6 +8,9 @@ from spade_rt.commands.common import require_toolchain
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_rt.io_utils import check_output_dir
+
+    check_output_dir(args.run_dir, "--out")  # before any data is read or any step is run
     require_toolchain("train", ("torch", "safetensors"))
     from spade_rt.training.train import run_from_args
 

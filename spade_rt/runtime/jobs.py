@@ -55,26 +55,54 @@ def synthesize_folder(
     resize: bool = True,
     palette: str | None = None,
     progress: bool = True,
+    max_pixels: int | None = None,
 ) -> list[Path]:
-    """Every label map of ``labels_dir`` -> ``out_dir/<stem>.<fmt>``; VAE models use one z for all (one style)."""
+    """Every label map of ``labels_dir`` -> ``out_dir/<stem>.<fmt>``; VAE models use one z for all (one style).
+    Maps over ``max_pixels`` are refused from their header (``spade_rt.labels.load_inputs``).
+
+    Every map (and instance map) is read and checked before the first picture is written, so a bad map
+    stops the run with nothing written; ``out_dir`` is created only then (and removed again, if this call
+    created it, when the run fails before writing anything).
+    """
     if fmt not in ("png", "npy"):
         raise InputError(f"--format {fmt!r}: expected png or npy")
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size}: expected 1 or more maps per call")
     labels = list_label_maps(labels_dir)
     instances = pair_instances(labels, instance_dir)
+    spec = synth.spec.labels
+    if not spec.use_instance:
+        instances = [None] * len(labels)  # said once, below, not once per map
+
+    def read(label: Path, instance: Path | None):
+        return load_inputs(spec, label, instance, resize, palette, note_missing_instance=False, max_pixels=max_pixels)
+
+    for label, instance in zip(labels, instances):  # every input checked before anything is written
+        read(label, instance)
+    if spec.use_instance and instance_dir is None:
+        log.info("no instance map given: using each label map's boundaries as instance edges")
+    elif not spec.use_instance and instance_dir is not None:
+        log.warning("this model takes no instance edges: ignoring %s", instance_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     if synth.spec.use_vae and z is None:
         z = synth.make_z(1, seed)
     written: list[Path] = []
-    with tqdm(total=len(labels), desc="synthesize", unit="img", disable=None if progress else True) as bar:
-        for start in range(0, len(labels), batch_size):
-            chunk = list(zip(labels[start : start + batch_size], instances[start : start + batch_size]))
-            maps = [load_inputs(synth.spec.labels, lab, inst, resize, palette) for lab, inst in chunk]
-            ids = np.stack([m[0] for m in maps])
-            edges = np.stack([m[1] for m in maps]) if synth.spec.uses_edges else None
-            zz = None if z is None else np.repeat(z.reshape(1, -1), len(chunk), axis=0)
-            images = synth(ids, edges=edges, z=zz, output="float" if fmt == "npy" else "uint8")
-            for (lab, _), image in zip(chunk, images):
-                written += save_output(out_dir / f"{lab.stem}.{fmt}", image[None])
-            bar.update(len(chunk))
+    try:
+        with tqdm(total=len(labels), desc="synthesize", unit="img", disable=None if progress else True) as bar:
+            for start in range(0, len(labels), batch_size):
+                chunk = list(zip(labels[start : start + batch_size], instances[start : start + batch_size]))
+                maps = [read(lab, inst) for lab, inst in chunk]
+                ids = np.stack([m[0] for m in maps])
+                edges = np.stack([m[1] for m in maps]) if synth.spec.uses_edges else None
+                zz = None if z is None else np.repeat(z.reshape(1, -1), len(chunk), axis=0)
+                images = synth(ids, edges=edges, z=zz, output="float" if fmt == "npy" else "uint8")
+                for (lab, _), image in zip(chunk, images):
+                    written += save_output(out_dir / f"{lab.stem}.{fmt}", image[None])
+                bar.update(len(chunk))
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     log.info("wrote %d images to %s", len(written), out_dir)
     return written

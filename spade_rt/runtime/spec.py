@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spade_rt.errors import ModelFormatError
+from spade_rt.errors import ConfigError, ModelFormatError
 from spade_rt.labels import LabelSpec
+from spade_rt.limits import INT_RANGES, check_bool, check_choice, check_int, shown
 
 LABELS, EDGES, Z, IMAGE = "labels", "edges", "z", "image"  # tensor names of the exported graphs and engines
 SPEC_KEY = "spade_rt.spec"  # ONNX metadata key holding the spec JSON
@@ -64,8 +65,40 @@ class ModelSpec:
         }
 
 
+def check_spec_values(s: dict[str, Any]) -> None:
+    """Types and ranges of every spec field (``spade_rt.limits``); ConfigError naming the field and its range.
+
+    The spec comes from files other people make (an ONNX graph's metadata, an engine's manifest): sizes and
+    batch ranges decide what a backend allocates, so they are bounded before anything else reads them.
+    """
+    preset = s["preset"]
+    if not isinstance(preset, str) or not 1 <= len(preset) <= 64:
+        raise ConfigError(f"preset must be a name of 1..64 characters, got {shown(preset)}")
+    for name in ("label_nc", "height", "width", "min_batch"):
+        check_int(name, s[name])
+    check_int("z_dim", s["z_dim"])
+    for name in ("contain_dontcare_label", "use_instance", "use_vae", "dynamic_size"):
+        check_bool(name, s[name])
+    check_choice("output", s["output"], ("float", "uint8"))
+    check_choice("precision", s["precision"], ("fp32", "fp16"))
+    hi = INT_RANGES["max_batch"][1]
+    if s["max_batch"] is not None:
+        check_int("max_batch", s["max_batch"], s["min_batch"], hi)
+    check_int("opt_batch", s.get("opt_batch", s["min_batch"]), s["min_batch"], s["max_batch"] or hi)
+    check_int("size_multiple", s.get("size_multiple", 1))
+
+
 def spec_from_dict(s: dict[str, Any], source: str) -> ModelSpec:
-    """The spec of a graph or engine from its JSON; ModelFormatError naming ``source`` when unreadable."""
+    """The spec of a graph or engine from its JSON; ModelFormatError naming ``source`` when unreadable or out
+    of range."""
+    if not isinstance(s, dict):
+        raise ModelFormatError(f"{source}: unreadable spade-rt spec (not a JSON object)")
+    try:
+        check_spec_values(s)
+    except KeyError as exc:
+        raise ModelFormatError(f"{source}: unreadable spade-rt spec (missing field {exc})") from None
+    except ConfigError as exc:
+        raise ModelFormatError(f"{source}: spade-rt spec refused: {exc}") from None
     try:
         labels = LabelSpec(s["label_nc"], s["contain_dontcare_label"], s["use_instance"], s["height"], s["width"])
         return ModelSpec(
@@ -94,8 +127,8 @@ def spec_from_onnx_metadata(meta: dict[str, str], source: str) -> ModelSpec:
         )
     try:
         raw = json.loads(meta[SPEC_KEY])
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{source}: unreadable spade-rt metadata ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{source}: unreadable spade-rt metadata ({shown(str(exc), 120)})") from None
     if not isinstance(raw, dict):
         raise ModelFormatError(f"{source}: unreadable spade-rt metadata (not a JSON object)")
     return spec_from_dict(raw, source)

@@ -92,12 +92,18 @@ class Synthesizer:
         z: np.ndarray | None = None,
         seed: int | None = None,
         output: str = "uint8",
-        resize: bool = False,
+        resize: bool = True,
     ) -> np.ndarray:
         """Synthesize. labels (H, W) or (N, H, W) ids -> (H, W, 3)/(N, H, W, 3) uint8, or float (N, 3, H, W).
 
-        ``instance`` (instance ids, same shape) or ``edges`` (0/1) feed models with an edge channel; without
-        either, label boundaries are used. ``z`` (z_dim,) / (N, z_dim) or ``seed`` feed VAE models.
+        ``instance`` (instance ids, the labels' shape) or ``edges`` (0/1, the model's size) feed models with an
+        edge channel; without either, label boundaries are used. ``z`` (z_dim,) / (N, z_dim) or ``seed`` feed
+        VAE models.
+
+        Size: like the original SPADE test pipeline and `spade-rt synthesize`, a map of another size is resized
+        with NEAREST to the model's size (the instance map alike, before its edges are found), and the pictures
+        come out at the model's size. ``resize=False`` refuses such maps instead (InputError naming both sizes).
+        Graphs exported with a dynamic size take any multiple of their cell size as it is, never resized.
         """
         if output not in ("uint8", "float"):
             raise InputError(f"output must be 'uint8' or 'float', got {output!r}")
@@ -122,7 +128,9 @@ class Synthesizer:
         return out[0] if single and output == "uint8" else out
 
     def run_device(self, labels, edges=None, z=None, out=None):
-        """GPU arrays in and out (``__cuda_array_interface__``: CuPy, PyTorch, Numba, JAX), no host copies.
+        """GPU arrays in and out (``__cuda_array_interface__``: CuPy, Numba, PyTorch; or DLPack: JAX, PyTorch,
+        CuPy), no host copies; the engine's stream waits for the producer's stream (the interface's
+        ``stream``; DLPack is handed the engine's stream), and ``out`` is written before this returns.
 
         ``labels`` (N, H, W) in the graph's id dtype, ids already mapped and checked by the caller; ``edges``
         (N, H, W) uint8; ``z`` (N, z_dim) float32; ``out`` a GPU array of the output's shape and dtype (else

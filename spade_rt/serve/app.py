@@ -1,0 +1,385 @@
+"""The Starlette application of `spade-rt serve`.
+
+Routes: ``/`` the painter (``static/``), ``GET /v1/model``, ``POST /v1/synthesize``, ``POST /v1/labels``
+(a label PNG -> the model's ids, for the painter's "load"), ``GET /v1/example`` (landscape models: a
+procedural scene), ``GET /healthz``, ``GET /metrics``, ``WS /ws`` (the painter's live frames, latest wins).
+
+Every refusal is a JSON body ``{"error": "...", "status": N, "field": "..."}``; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from spade_rt.runtime.synthesizer import Synthesizer
+from spade_rt.serve.batching import Batcher, ServerBusyError
+from spade_rt.serve.inputs import (
+    FORMATS,
+    RequestError,
+    describe_model,
+    encode_ids,
+    encode_picture,
+    frame_ids,
+    pack,
+    parse_flag,
+    parse_format,
+    parse_seed,
+    prepare,
+    read_instance,
+    read_labels,
+    unpack,
+)
+from spade_rt.serve.metrics import ServerMetrics
+from spade_rt.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(str(resources.files("spade_rt.serve").joinpath("static")))
+ROUTES = ("/", "/v1/model", "/v1/synthesize", "/v1/labels", "/v1/example", "/healthz", "/metrics", "/ws")
+RAW_TYPES = ("image/png", "application/octet-stream")
+MULTIPART = "multipart/form-data"
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+def error_response(exc: RequestError, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(exc.as_json(), status_code=exc.status, headers=headers)
+
+
+class Guard:
+    """ASGI middleware: body-size limit, request counters, errors, latency, requests in flight."""
+
+    def __init__(self, app, settings: ServeSettings, metrics: ServerMetrics) -> None:
+        self.app, self.settings, self.metrics = app, settings, metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
+        t0 = time.perf_counter()
+        status = 500
+        limit = self.settings.max_body_bytes
+
+        async def send_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        try:
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                exc = RequestError(
+                    413,
+                    f"body of {length.decode(errors='replace')} bytes: this server takes at most {limit} (--max-body)",
+                    "body",
+                )
+                await error_response(exc)(scope, receive, send_status)
+                return
+            received = 0
+
+            async def counted_receive():
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise BodyTooLargeError(
+                            f"body larger than {limit} bytes: this server takes at most {limit} (--max-body)"
+                        )
+                return message
+
+            await self.app(scope, counted_receive, send_status)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+            self.metrics.requests.inc(route, str(status))
+            if status >= 400:
+                self.metrics.errors.inc(route, str(status))
+            self.metrics.latency.observe(time.perf_counter() - t0, route)
+
+
+class Latest:
+    """One painter's waiting frame: a newer frame replaces it (latest wins); never more than one waits."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self.item: bytes | None = None
+        self.replaced = 0
+        self.closed = False
+        self.metrics = metrics
+        self._event = asyncio.Event()
+
+    def put(self, item: bytes) -> None:
+        if self.item is not None:
+            self.replaced += 1
+            self.metrics.ws_frames.inc("replaced")
+        self.item = item
+        self._event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._event.set()
+
+    async def get(self) -> tuple[bytes | None, int]:
+        while self.item is None and not self.closed:
+            self._event.clear()
+            await self._event.wait()
+        item, replaced = self.item, self.replaced
+        self.item, self.replaced = None, 0
+        return item, replaced
+
+
+class ServeApp:
+    """The state behind the routes: one Synthesizer, one Batcher, the metrics, the settings."""
+
+    def __init__(self, synth: Synthesizer, settings: ServeSettings, max_batch: int, model: str, kind: str) -> None:
+        self.synth, self.settings, self.spec = synth, settings, synth.spec
+        self.metrics = ServerMetrics(max_batch)
+        self.batcher = Batcher(synth, max_batch, settings.max_delay_ms, settings.max_queue, self.metrics)
+        self.info = describe_model(
+            self.spec, model=model, kind=kind, backend=synth.backend.name, max_batch=max_batch, settings=settings
+        )
+        self.guard: Guard | None = None
+        self.ready_message = ""  # logged once the backend is warm (spade_rt.serve.server sets it)
+
+    # ---- HTTP ------------------------------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def model(self, request: Request) -> Response:
+        return JSONResponse(self.info)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": self.info["model"], "queue": self.batcher.depth})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return PlainTextResponse(self.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    async def example(self, request: Request) -> Response:
+        if not self.info["examples"]:
+            raise RequestError(404, f"no example scenes for the {self.spec.preset} preset (landscape models only)")
+        seed = parse_seed(request.query_params.get("seed"))
+        from spade_rt.procedural import landscape_labels
+
+        ids = landscape_labels(self.spec.labels.height, self.spec.labels.width, seed)
+        fmt = request.query_params.get("format", "png")
+        if fmt == "ids":  # the painter's buffer
+            return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream")
+        if fmt != "png":
+            raise RequestError(400, f"format {fmt!r}: expected png or ids", "format")
+        buf = io.BytesIO()
+        Image.fromarray(ids).save(buf, format="PNG")
+        return Response(buf.getvalue(), media_type="image/png")
+
+    async def _inputs(self, request: Request) -> tuple[dict, bytes, bytes | None]:
+        """(parameters, label PNG bytes, instance PNG bytes or None) from a raw PNG body or a multipart form."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        params = dict(request.query_params)
+        if ctype in RAW_TYPES:
+            return params, await request.body(), None
+        if ctype != MULTIPART:
+            raise RequestError(
+                415,
+                f"Content-Type {ctype or '(none)'!r} is not accepted: send a label PNG as image/png, or "
+                "multipart/form-data with a 'labels' file (and optional 'instance', 'seed', 'format', 'resize')",
+                "content-type",
+            )
+        limit = self.settings.max_body_bytes
+        async with request.form(max_files=2, max_fields=8, max_part_size=limit) as form:
+            files: dict[str, bytes] = {}
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    if key not in ("labels", "instance"):
+                        raise RequestError(400, f"unexpected file field {key!r}: expected 'labels' and 'instance'", key)
+                    files[key] = await value.read()
+                elif key in ("labels", "instance"):
+                    raise RequestError(400, f"{key!r} must be a file part (a PNG), not a text field", key)
+                else:
+                    params[key] = value
+        if "labels" not in files:
+            raise RequestError(400, "the form has no 'labels' file: send the label PNG as field 'labels'", "labels")
+        return params, files["labels"], files.get("instance")
+
+    async def synthesize(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        params, labels, instance = await self._inputs(request)
+        unknown = set(params) - {"seed", "format", "resize"}
+        if unknown:
+            raise RequestError(400, f"unknown parameter(s) {', '.join(sorted(unknown))}: expected seed, format, resize")
+        seed = parse_seed(params.get("seed"))
+        fmt = parse_format(params.get("format"))
+        resize = parse_flag("resize", params.get("resize"))
+        max_px = self.settings.max_map_pixels
+
+        def decode():
+            raw = read_labels(labels, self.spec, max_px)
+            inst = None if instance is None else read_instance(instance, max_px)
+            return prepare(self.spec, self.synth.make_z, raw, inst, seed, resize)
+
+        prepared = await run_in_threadpool(decode)
+        result = await self.batcher.submit(prepared.ids, prepared.edges, prepared.z)
+        body = await run_in_threadpool(encode_picture, result.picture, fmt, self.settings.jpeg_quality)
+        headers = {
+            "X-Spade-Rt-Batch": str(result.batch),
+            "X-Spade-Rt-Queue-Ms": f"{result.queue_ms:.2f}",
+            "X-Spade-Rt-Compute-Ms": f"{result.compute_ms:.2f}",
+            "X-Spade-Rt-Server-Ms": f"{(time.perf_counter() - t0) * 1e3:.2f}",
+        }
+        return Response(body, media_type=FORMATS[fmt][1], headers=headers)
+
+    async def labels(self, request: Request) -> Response:
+        """A label PNG (ids or palette colours) -> the model's ids (raw bytes), resized with NEAREST."""
+        params, data, _ = await self._inputs(request)
+        resize = parse_flag("resize", params.get("resize", "true"))
+
+        def decode():
+            raw = read_labels(data, self.spec, self.settings.max_map_pixels)
+            return prepare(self.spec, self.synth.make_z, raw, None, 0, resize).ids
+
+        ids = await run_in_threadpool(decode)
+        headers = {"X-Height": str(ids.shape[0]), "X-Width": str(ids.shape[1]), "X-Dtype": self.info["id_dtype"]}
+        return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream", headers=headers)
+
+    # ---- the painter's WebSocket -------------------------------------------------------------------------
+    async def painter(self, ws: WebSocket) -> None:
+        await ws.accept()
+        gauge = self.metrics.ws_connections
+        gauge.set(gauge.get() + 1)
+        slot = Latest(self.metrics)
+
+        async def receive_frames() -> None:
+            try:
+                while True:
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    data = message.get("bytes")
+                    slot.put(data if data is not None else b"")  # text frames are refused by the frame parser
+            finally:
+                slot.close()
+
+        reader = asyncio.get_running_loop().create_task(receive_frames())
+        try:
+            while True:
+                data, replaced = await slot.get()
+                if data is None:
+                    break
+                await ws.send_bytes(await self._frame(data, replaced))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the painter went away mid-send
+        finally:
+            reader.cancel()
+            gauge.set(gauge.get() - 1)
+
+    async def _frame(self, data: bytes, replaced: int) -> bytes:
+        t0 = time.perf_counter()
+        frame = None
+        try:
+            header, payload = unpack(data)
+            frame = header.get("frame")
+            frame, seed, raw = frame_ids(header, payload, self.spec)
+            prepared = await run_in_threadpool(prepare, self.spec, self.synth.make_z, raw, None, seed, False, "frame")
+            result = await self.batcher.submit(prepared.ids, prepared.edges, prepared.z)
+            png = await run_in_threadpool(encode_picture, result.picture, "png")
+        except RequestError as exc:
+            self.metrics.ws_frames.inc("refused")
+            return pack({"frame": frame, "error": exc.message, "status": exc.status, "replaced": replaced})
+        except ServerBusyError as exc:
+            self.metrics.ws_frames.inc("refused")
+            return pack({"frame": frame, "error": str(exc), "status": 503, "replaced": replaced})
+        self.metrics.ws_frames.inc("answered")
+        header = {
+            "frame": frame,
+            "batch": result.batch,
+            "queue_ms": round(result.queue_ms, 2),
+            "compute_ms": round(result.compute_ms, 2),
+            "server_ms": round((time.perf_counter() - t0) * 1e3, 2),
+            "replaced": replaced,
+            "format": "png",
+        }
+        return pack(header, png)
+
+
+def create_app(synth: Synthesizer, settings: ServeSettings, max_batch: int, model: str, kind: str) -> tuple:
+    """(ASGI app, ServeApp): the Starlette routes behind the Guard middleware."""
+    state = ServeApp(synth, settings, max_batch, model, kind)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await state.batcher.start(settings.warm_up)
+        if state.ready_message:
+            log.info("%s", state.ready_message)  # after the warm-up: requests are answered from now on
+        yield
+        await state.batcher.close()
+
+    async def request_error(request: Request, exc: RequestError) -> Response:
+        return error_response(exc)
+
+    async def busy(request: Request, exc: ServerBusyError) -> Response:
+        return error_response(RequestError(503, str(exc)), headers={"Retry-After": "1"})
+
+    async def too_large(request: Request, exc: BodyTooLargeError) -> Response:
+        return error_response(RequestError(413, str(exc), "body"))
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        detail = exc.detail
+        if exc.status_code == 404:
+            detail = f"no route {request.url.path}: see GET /v1/model, POST /v1/synthesize, GET /healthz, GET /metrics"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse(
+            {"error": detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}", "status": 500}, status_code=500)
+
+    routes = [
+        Route("/", state.index),
+        Route("/v1/model", state.model),
+        Route("/v1/synthesize", state.synthesize, methods=["POST"]),
+        Route("/v1/labels", state.labels, methods=["POST"]),
+        Route("/v1/example", state.example),
+        Route("/healthz", state.healthz),
+        Route("/metrics", state.metrics_text),
+        WebSocketRoute("/ws", state.painter),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            RequestError: request_error,
+            ServerBusyError: busy,
+            BodyTooLargeError: too_large,
+            HTTPException: http_error,
+            Exception: internal,
+        },
+    )
+    state.guard = Guard(app, settings, state.metrics)
+    return state.guard, state

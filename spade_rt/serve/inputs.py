@@ -1,0 +1,244 @@
+"""Request bodies and painter frames -> model inputs, through the project's one label pipeline.
+
+Uploaded PNGs are read by ``spade_rt.labels.read_label_ids`` / ``read_instance_map`` (ids, or colours of
+the model's palette) and prepared by ``prepare_inputs`` exactly as ``Synthesizer`` and `spade-rt
+synthesize` do; painter frames carry raw ids and go straight to ``prepare_inputs``. What fails becomes a
+``RequestError`` with an HTTP status, the field at fault and a one-line message.
+
+Wire format of painter frames (both directions over ``/ws``): ``u32 little-endian n`` + ``n`` bytes of
+UTF-8 JSON header + payload. Client -> server: ``{"frame": int, "seed": int, "height": H, "width": W,
+"dtype": "uint8"|"uint16"}`` + H*W ids (little-endian for uint16). Server -> client: ``{"frame", "batch",
+"server_ms", "queue_ms", "compute_ms", "replaced", "format"}`` + the picture (PNG), or ``{"frame",
+"error", "status"}`` and no payload.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from spade_rt.errors import InputError, LabelError
+from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
+from spade_rt.palettes import palette_for, preset_colours
+from spade_rt.presets import PRESETS
+from spade_rt.runtime.spec import ModelSpec
+from spade_rt.serve.settings import MAX_SEED
+
+FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+FRAME_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2")}
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP ``status``, the ``field`` at fault, a one-line message."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+    def as_json(self) -> dict:
+        body = {"error": self.message, "status": self.status}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+@dataclass
+class Prepared:
+    ids: np.ndarray  # (H, W) model ids
+    edges: np.ndarray | None
+    z: np.ndarray | None
+
+
+# ---- parameters ------------------------------------------------------------------------------------------
+def parse_seed(text: str | None) -> int:
+    if text is None or text == "":
+        return 0
+    try:
+        seed = int(text)
+    except (TypeError, ValueError):
+        raise RequestError(400, f"seed {text!r}: expected an integer 0..{MAX_SEED}", "seed") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise RequestError(400, f"seed {seed}: expected an integer 0..{MAX_SEED}", "seed")
+    return seed
+
+
+def parse_format(text: str | None) -> str:
+    fmt = (text or "png").lower()
+    if fmt not in FORMATS:
+        raise RequestError(400, f"format {text!r}: expected png or jpeg", "format")
+    return "jpeg" if fmt == "jpg" else fmt
+
+
+def parse_flag(name: str, text: str | None) -> bool:
+    value = (text or "").lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise RequestError(400, f"{name} {text!r}: expected true or false", name)
+
+
+# ---- maps ------------------------------------------------------------------------------------------------
+def _read_png(data: bytes, field: str, max_pixels: int, reader, *args) -> np.ndarray:
+    """Size check from the header, then the project's reader on a private temporary file."""
+    if not data:
+        raise RequestError(400, f"{field}: empty (expected a PNG)", field)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, Warning) as exc:
+        raise RequestError(422, f"{field}: not a readable image ({exc})", field) from None
+    if w * h > max_pixels:
+        raise RequestError(
+            413,
+            f"{field}: {w}x{h} ({w * h} px) is larger than this server takes ({max_pixels} px, --max-map-pixels)",
+            field,
+        )
+    fd, name = tempfile.mkstemp(prefix="spade-rt-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return reader(Path(name), *args, max_pixels=max_pixels)
+    except InputError as exc:  # the reader names the file: name the field instead
+        raise RequestError(422, str(exc).replace(name, f"'{field}'"), field) from None
+    finally:
+        os.unlink(name)
+
+
+def read_labels(data: bytes, spec: ModelSpec, max_pixels: int, field: str = "labels") -> np.ndarray:
+    """A label PNG (one channel of ids, or colours of the model's palette) -> ids as stored."""
+    return _read_png(data, field, max_pixels, read_label_ids, palette_for(spec.preset))
+
+
+def read_instance(data: bytes, max_pixels: int, field: str = "instance") -> np.ndarray:
+    return _read_png(data, field, max_pixels, read_instance_map)
+
+
+def prepare(
+    spec: ModelSpec,
+    make_z,
+    raw: np.ndarray,
+    instance: np.ndarray | None = None,
+    seed: int = 0,
+    resize: bool = False,
+    source: str = "labels",
+) -> Prepared:
+    """Stored ids (+ instance map) -> checked model inputs: ``spade_rt.labels.prepare_inputs``, as Synthesizer."""
+    try:
+        ids, edges = prepare_inputs(
+            raw,
+            spec.labels,
+            instance=instance,
+            resize=resize,
+            dynamic_multiple=spec.size_multiple if spec.dynamic_size else None,
+            source=source,
+            instance_source="instance",
+        )
+    except LabelError as exc:
+        raise RequestError(422, str(exc), source) from None
+    except InputError as exc:
+        message = str(exc)
+        if "allow resizing" in message:
+            message = message.split(" (allow resizing")[0] + " (send resize=true to resize it with NEAREST)"
+        field = "instance" if "instance" in message else source
+        raise RequestError(422, message, field) from None
+    z = make_z(1, seed)[0] if spec.use_vae else None
+    return Prepared(ids, edges, z)
+
+
+def encode_picture(rgb: np.ndarray, fmt: str, jpeg_quality: int = 90) -> bytes:
+    pil_format, _ = FORMATS[fmt]
+    buf = io.BytesIO()
+    options = {"quality": jpeg_quality} if pil_format == "JPEG" else {"compress_level": 1}
+    Image.fromarray(rgb).save(buf, format=pil_format, **options)
+    return buf.getvalue()
+
+
+def encode_ids(ids: np.ndarray, num_ids: int) -> bytes:
+    """Model ids as the painter's buffer holds them: uint8, or uint16 little-endian for more than 256 ids."""
+    return np.ascontiguousarray(ids, dtype="<u1" if num_ids <= 256 else "<u2").tobytes()
+
+
+# ---- painter frames ------------------------------------------------------------------------------------
+def pack(header: dict, payload: bytes = b"") -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<I", len(head)) + head + payload
+
+
+def unpack(message: bytes) -> tuple[dict, bytes]:
+    if len(message) < 4:
+        raise RequestError(400, f"frame of {len(message)} bytes: expected a 4-byte header length first", "frame")
+    (n,) = struct.unpack_from("<I", message)
+    if n > min(len(message) - 4, 4096):
+        raise RequestError(400, f"frame header of {n} bytes does not fit the {len(message)}-byte frame", "frame")
+    try:
+        header = json.loads(message[4 : 4 + n])
+    except (UnicodeDecodeError, ValueError):
+        raise RequestError(400, "frame header is not JSON", "frame") from None
+    if not isinstance(header, dict):
+        raise RequestError(400, "frame header is not a JSON object", "frame")
+    return header, message[4 + n :]
+
+
+def frame_ids(header: dict, payload: bytes, spec: ModelSpec) -> tuple[int, int, np.ndarray]:
+    """A painter frame -> (frame number, seed, stored ids (H, W)); the size must be the model's (no resize)."""
+    frame = header.get("frame")
+    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
+        raise RequestError(400, f"frame number {frame!r}: expected an integer >= 0", "frame")
+    seed = parse_seed(str(header.get("seed", 0)))
+    h, w, dtype = header.get("height"), header.get("width"), header.get("dtype", "uint8")
+    if dtype not in FRAME_DTYPES:
+        raise RequestError(400, f"frame dtype {dtype!r}: expected uint8 or uint16", "dtype")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise RequestError(400, f"frame size {h!r}x{w!r}: expected positive integers", "frame")
+    item = FRAME_DTYPES[dtype].itemsize
+    if len(payload) != h * w * item:
+        raise RequestError(400, f"frame {h}x{w} {dtype} needs {h * w * item} bytes of ids, got {len(payload)}", "frame")
+    return frame, seed, np.frombuffer(payload, FRAME_DTYPES[dtype]).reshape(h, w)
+
+
+# ---- the model, as the painter and GET /v1/model describe it ---------------------------------------------
+def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_batch: int, settings) -> dict:
+    n = spec.labels.num_label_ids
+    preset = PRESETS.get(spec.preset)
+    names = preset.class_names(n) if preset is not None else [f"class {i}" for i in range(n)]
+    colours = preset_colours(spec.preset, n)
+    return {
+        "model": model,
+        "kind": kind,
+        "backend": backend,
+        "preset": spec.preset,
+        "height": spec.labels.height,
+        "width": spec.labels.width,
+        "num_ids": n,
+        "id_dtype": "uint8" if n <= 256 else "uint16",
+        "dontcare_id": spec.labels.label_nc if spec.labels.contain_dontcare_label else None,
+        "uses_instance": spec.labels.use_instance,
+        "use_vae": spec.use_vae,
+        "z_dim": spec.z_dim if spec.use_vae else None,
+        "precision": spec.precision,
+        "dynamic_size": spec.dynamic_size,
+        "palette": palette_for(spec.preset),
+        "classes": [
+            {"id": i, "name": names[i], "colour": "#{:02x}{:02x}{:02x}".format(*map(int, colours[i]))} for i in range(n)
+        ],
+        "examples": spec.preset == "landscape" and n == 10,  # GET /v1/example: procedural scenes
+        "batching": {"max_batch": max_batch, "max_delay_ms": settings.max_delay_ms, "max_queue": settings.max_queue},
+        "limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "max_map_pixels": settings.max_map_pixels,
+            "max_connections": settings.max_connections,
+        },
+    }
