@@ -11,7 +11,7 @@
 # Installs nothing and reaches no network (the lent machines reach no registry). It expects:
 # - python3 with torch (CUDA), onnx, numpy, pillow, tqdm (the lent machines' image has them);
 # - onnxruntime-gpu for the CUDA-provider contestants: unpacked into $SPADE_RT_SITE (default /tmp/site), as
-#   ../shared/tools/split-for-device.sh's header describes; without it those contestants are recorded as
+#   the workplace tool split-for-device.sh describes in its header; without it those contestants are recorded as
 #   skipped (the image's onnxruntime is the CPU build);
 # - TensorRT only if installed (TensorRT-RTX does not run on Hopper: on an H100 the tensorrt contestant is
 #   recorded as skipped with that reason).
