@@ -13,8 +13,9 @@ full TensorRT if installed and never rebuilds with TensorRT-RTX again.
 
 Per call (``spade_rt.engines.runner``): the input's real shapes (dynamic H x W included), device buffers
 allocated once for the profile's maximum and bound once, pinned host staging buffers, one stream,
-``execute_async_v3``; CUDA graphs per input-shape key (TensorRT: one execution context per key; TensorRT-RTX
-captures itself); ``cudaSetDevice`` in the calling thread; GPU inputs wait for their producer's stream.
+``execute_async_v3``; a CUDA graph for the current input shapes, recaptured when they change (TensorRT;
+TensorRT-RTX captures itself); ``cudaSetDevice`` in the calling thread; GPU inputs wait for their producer's
+stream.
 """
 
 from __future__ import annotations
@@ -27,13 +28,7 @@ import numpy as np
 
 from spade_rt.engines.adapter import TensorRT
 from spade_rt.engines.cuda import Cuda
-from spade_rt.engines.manifest import (
-    check_engine_bytes,
-    check_engine_file,
-    load_manifest,
-    spec_from_manifest,
-    staleness,
-)
+from spade_rt.engines.manifest import load_manifest, read_checked_engine, spec_from_manifest, staleness
 from spade_rt.engines.runner import EngineRunner
 from spade_rt.errors import BackendUnavailableError, EngineCompatibilityError
 from spade_rt.runtime.backend import Backend, StageTimes
@@ -57,8 +52,7 @@ class TensorRTBackend(Backend):
     ) -> None:
         self.path = Path(model)
         manifest = load_manifest(self.path)  # typed and bounded (engines.manifest.check_manifest)
-        check_engine_file(self.path, manifest, trust_engine)  # sha256 vs manifest, before TensorRT sees it
-        self._trust_engine = trust_engine
+        data = read_checked_engine(self.path, manifest, trust_engine)  # sha256 vs manifest, before TensorRT
         self.trt = TensorRT.load(trt_backend or manifest["builder"]["backend"])
         self.spec = spec_from_manifest(manifest, str(self.path))
         self.last_times = StageTimes()
@@ -83,8 +77,9 @@ class TensorRTBackend(Backend):
             reason = staleness(manifest, self.trt, self.cuda.info.compute_capability)
             if reason is not None:
                 raise EngineCompatibilityError(f"{self.path.name} was rebuilt but still cannot run here: {reason}")
+            data = read_checked_engine(self.path, manifest, trust_engine)
         self.manifest = manifest
-        self._open_engine(cuda_graphs)
+        self._open_engine(data, cuda_graphs)
 
     # ---- staleness -----------------------------------------------------------------------------------
     def _rebuild_or_raise(self, manifest: dict, reason: str, rebuild: bool) -> dict:
@@ -127,13 +122,12 @@ class TensorRTBackend(Backend):
 
         return build_engine(onnx_path, self.path, backend=backend)
 
-    def _open_engine(self, cuda_graphs: bool) -> None:
+    def _open_engine(self, data: bytes, cuda_graphs: bool) -> None:
+        """Deserialise ``data`` (the checked bytes of the engine file) and set up its runner."""
         trt, cuda = self.trt, self.cuda
         self._errors: list[str] = []
         self._logger = trt.logger(self._errors)
         self.runtime = trt.create_runtime(self._logger)  # host code in engines disallowed, explicitly
-        data = self.path.read_bytes()
-        check_engine_bytes(self.path, data, self.manifest, self._trust_engine)  # the bytes that were hashed
         ok, why = trt.engine_validity(self.runtime, data[: getattr(self.runtime, "engine_header_size", 64)])
         if not ok:
             raise EngineCompatibilityError(
@@ -143,7 +137,6 @@ class TensorRTBackend(Backend):
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise EngineCompatibilityError(f"cannot deserialise {self.path.name}: {'; '.join(self._errors[-2:])}")
-        del data
         cache_file = Path(f"{self.path}.rtxcache")
         self._cache_file = cache_file
         self._runtime_config, self._runtime_cache = trt.runtime_config(

@@ -16,17 +16,15 @@ from pathlib import Path
 
 from spade_rt.engines.adapter import RTX_DEFAULT_TARGETS, TensorRT
 from spade_rt.errors import EngineTrustError, ModelFormatError
-from spade_rt.io_utils import sha256_file
 from spade_rt.limits import INT_RANGES, MAX_HEADER_BYTES, shown
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, MANIFEST_FORMAT, ModelSpec, Z, manifest_path, spec_from_dict
 
 __all__ = [
     "MANIFEST_FORMAT",
-    "check_engine_bytes",
-    "check_engine_file",
     "check_manifest",
     "load_manifest",
     "manifest_path",
+    "read_checked_engine",
     "spec_from_manifest",
     "staleness",
 ]
@@ -102,37 +100,34 @@ def check_manifest(manifest: dict, path: Path) -> ModelSpec:
     return spec
 
 
-def check_engine_file(engine: Path, manifest: dict, trust: bool = False) -> None:
-    """The engine's size and sha256 against its manifest, before it is deserialised.
+def read_checked_engine(engine: Path, manifest: dict, trust: bool = False) -> bytes:
+    """The engine's bytes, read once, after their size and sha256 were checked against its manifest.
 
     An engine carries code TensorRT runs; one that is not the file `spade-rt build` wrote is refused
-    (EngineTrustError) unless ``trust`` (``--trust-engine``), which logs a warning instead.
+    (EngineTrustError) unless ``trust`` (``--trust-engine``), which logs a warning instead. The bytes returned
+    are the bytes hashed, so nothing can swap the file between the check and deserialisation.
     """
     recorded = manifest.get("engine_sha256")
     size = engine.stat().st_size
+    data = b""
     if manifest.get("engine_bytes") not in (None, size):
         why = f"it is {size} bytes, its manifest records {shown(manifest.get('engine_bytes'))}"
     elif not isinstance(recorded, str) or len(recorded) != 64:
         why = "its manifest records no engine_sha256"
     else:
-        digest = sha256_file(engine)
+        data = engine.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         if digest == recorded.lower():
-            return
+            return data
         why = f"its sha256 is {digest[:16]}..., its manifest records {recorded[:16]}..."
     if trust:
         log.warning("%s does not match its manifest (%s): loading it anyway (trust_engine)", engine.name, why)
-        return
+        return data or engine.read_bytes()
     raise EngineTrustError(
         f"{engine} is not the engine its manifest describes ({why}): refused, engines can carry code; rebuild it "
         f"with `spade-rt build {engine.parent / str(manifest['onnx'])} -o {engine}`, or pass --trust-engine "
         "(trust_engine=True) if you trust this file"
     )
-
-
-def check_engine_bytes(engine: Path, data: bytes, manifest: dict, trust: bool = False) -> None:
-    """The bytes about to be deserialised are the ones ``check_engine_file`` hashed (no swap in between)."""
-    if not trust and hashlib.sha256(data).hexdigest() != str(manifest.get("engine_sha256", "")).lower():
-        raise EngineTrustError(f"{engine} changed while it was loaded (its sha256 no longer matches its manifest)")
 
 
 def spec_from_manifest(manifest: dict, source: str = "engine manifest") -> ModelSpec:
