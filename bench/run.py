@@ -198,8 +198,6 @@ def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: I
     batch_max = max(settings.batches)
     sync = torch.cuda.synchronize if settings.device == "cuda" else None
     for name in settings.contestants:
-        if settings.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
         try:
             artifact = prepare_artifact(name, model, work, settings.device, batch_max)
             t0 = time.perf_counter()

@@ -55,12 +55,11 @@ class TensorRT:
             )
         if backend != "auto":
             return cls(_import(backend), backend)
-        errors = []
         for name in ("tensorrt", "tensorrt-rtx"):
             try:
                 return cls(_import(name), name)
-            except BackendUnavailableError as exc:
-                errors.append(str(exc))
+            except BackendUnavailableError:
+                continue
         raise BackendUnavailableError(
             "no TensorRT is installed: pip install 'spade-rt[rtx]' (TensorRT for RTX, builds on any machine) "
             "or 'spade-rt[trt]' (full TensorRT)"

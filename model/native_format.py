@@ -33,7 +33,7 @@ from spade_rt.limits import MAX_HEADER_BYTES, shown
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.model.networks import ConvEncoder, SPADEGenerator
 from spade_rt.model.original_checkpoint import StateDict, load_strict
-from spade_rt.runtime.model_kind import NATIVE_SUFFIX, RUN_LATEST
+from spade_rt.runtime.model_kind import KINDS, NATIVE_SUFFIX, RUN_LATEST, model_kind
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ def resolve_model_path(path: str | Path) -> Path:
         return p.with_name(p.name + NATIVE_SUFFIX)
     if not p.is_file():
         raise ModelFormatError(f"model not found: {p}")
+    kind = model_kind(p)  # an original .pth: "convert it first"; a graph or an engine: say which
+    if kind != "native":
+        raise ModelFormatError(f"{p} is {KINDS[kind].what}, not a spade-rt model; this command takes spade-rt models")
     return p
 
 

@@ -228,8 +228,9 @@ def test_the_coco_stuff_sample_ships_in_the_package_and_nothing_needs_shared():
     pyproject = (ROOT / "pyproject.toml").read_text()
     for pattern in ("assets/coco_stuff_sample/*/*.png", "assets/coco_stuff_sample/*/*.jpg"):
         assert pattern in pyproject
-    # nothing refers to a ../shared folder beside the checkout any more
-    pattern = re.compile("SPADE_RT_" + "SHARED|" + re.escape("../" + "shared"))  # split: a grep for it finds real uses only
+    # nothing refers to the workplace's shared folder beside the checkout any more (the pattern is split so
+    # that a grep of the tree for it finds real uses only)
+    pattern = re.compile("SPADE_RT_" + "SHARED|" + re.escape("../" + "shared"))
     for folder in ("spade_rt", "model", "training", "export", "engines", "bench", "tests", ".ci"):
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and path.suffix in (".py", ".md", ".toml", ".json", "") and path != Path(__file__):

@@ -45,7 +45,6 @@ KINDS: dict[str, Kind] = {
         Kind("engine", "a TensorRT engine from `spade-rt build` (.engine, .plan, .trt)", (".engine", ".plan", ".trt")),
     )
 }
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 ENGINE_MAGICS = (b"ftrt", b"vtrt")
 # ModelProto fields (number -> protobuf wire type): ir_version, producer_name/version, domain, model_version,
 # doc_string, graph, opset_import, metadata_props, training_info, functions, configuration

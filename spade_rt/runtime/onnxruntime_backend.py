@@ -329,11 +329,29 @@ def describe_graph(path: str | Path) -> dict:
         "outputs": {o.name: f"{o.type} {o.shape}" for o in session.get_outputs()},
         "label_ids": f"0..{spec.labels.num_label_ids - 1}" if spec else "?",
     }
-    report = report_path(path)
-    if report.is_file():  # export's report: costs and verification
-        r = json.loads(report.read_text())
-        info["gmacs_per_image"] = f"{r['gmacs_per_image']} (original formulation {r['original_gmacs_per_image']})"
-        if r.get("verification"):
-            v = r["verification"]
-            info["verified"] = f"relative L2 {v['max_rel_l2']:.2e} vs PyTorch (bound {v['bound']:g})"
+    info.update(describe_report(report_path(path)))
+    return info
+
+
+def describe_report(report: Path) -> dict:
+    """Costs and verification from export's report beside a graph; nothing when it is absent or unreadable
+    (the report is a convenience written by `spade-rt export`, never needed to run the graph)."""
+    try:
+        r = json.loads(report.read_text()) if report.is_file() and report.stat().st_size < 1 << 20 else None
+    except (OSError, ValueError):
+        r = None
+    if not isinstance(r, dict):
+        return {}
+    info = {}
+    if "gmacs_per_image" in r:
+        info["gmacs_per_image"] = f"{r['gmacs_per_image']} (original formulation {r.get('original_gmacs_per_image')})"
+    v = r.get("verification")
+    if isinstance(v, dict):
+        try:
+            if v.get("output") == "uint8":  # the bound is in uint8 levels: report the figure in levels too
+                info["verified"] = f"max {int(v['max_abs_levels'])} uint8 level(s) vs PyTorch (bound {v['bound']:g})"
+            else:
+                info["verified"] = f"relative L2 {float(v['max_rel_l2']):.2e} vs PyTorch (bound {v['bound']:g})"
+        except (KeyError, TypeError, ValueError):
+            pass
     return info
