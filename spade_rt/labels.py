@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -58,20 +59,31 @@ class LabelSpec:
         return np.dtype(np.uint8) if self.num_label_ids <= 256 else np.dtype(np.int32)
 
 
+ImageSource = str | Path | BinaryIO  # a file, or bytes in a binary file object (its ``name`` names it in errors)
+
+
+def source_name(source: ImageSource) -> str:
+    """How messages name an image: its path, or its file object's ``name``."""
+    return str(source) if isinstance(source, str | Path) else str(getattr(source, "name", "<image bytes>"))
+
+
 @contextlib.contextmanager
-def open_image(path: str | Path, what: str, max_pixels: int | None = None) -> Iterator[Image.Image]:
+def open_image(source: ImageSource, what: str, max_pixels: int | None = None) -> Iterator[Image.Image]:
     """Open an image from its header only and refuse it, before anything is decoded, when it has more than
     ``max_pixels`` pixels (default ``spade_rt.limits.pixel_limit()``). Pillow's own decompression-bomb
-    warning and error become this one InputError naming the file, its size and the limit."""
-    path = Path(path)
+    warning and error become this one InputError naming the file, its size and the limit. ``source``: a path
+    or a binary file object (an upload held in memory, say)."""
+    path = source_name(source)
     limit = pixel_limit(max_pixels=max_pixels)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
+    if isinstance(source, str | Path):
+        source = Path(source)
+        if not source.is_file():
+            raise InputError(f"{what} not found: {path}")
     hint = f"raise it with --max-pixels, max_pixels= or ${MAX_PIXELS_ENV} if you trust the file"
     try:
         with warnings.catch_warnings():  # our limit replaces Pillow's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(source)
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(found.group(1)) if found else None
@@ -90,12 +102,12 @@ def open_image(path: str | Path, what: str, max_pixels: int | None = None) -> It
         yield im
 
 
-def _open_single_channel(path: str | Path, what: str, max_pixels: int | None = None) -> np.ndarray:
+def _open_single_channel(source: ImageSource, what: str, max_pixels: int | None = None) -> np.ndarray:
     """Read a one-channel PNG as an integer array (H, W); refuse colour images with a clear message, and
     images over ``max_pixels`` before decoding them (``open_image``)."""
-    path = Path(path)
+    path = source_name(source)
     try:
-        with open_image(path, what, max_pixels) as im:
+        with open_image(source, what, max_pixels) as im:
             mode = im.mode
             if mode not in _ID_MODES:
                 bands = len(im.getbands())
@@ -114,16 +126,16 @@ def _open_single_channel(path: str | Path, what: str, max_pixels: int | None = N
     return arr
 
 
-def read_label_ids(path: str | Path, palette: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+def read_label_ids(source: ImageSource, palette: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Label PNG -> ids as stored, (H, W) uint8 or int32. Dontcare (255) is not mapped yet.
 
     A colour-coded (RGB) map is decoded with ``palette`` (coco, ade20k, cityscapes, landscape) when given.
     A map of more than ``max_pixels`` pixels (default ``spade_rt.limits.pixel_limit()``) is refused from its
     header, before decoding.
     """
+    path = source_name(source)
     if palette is not None:
-        path = Path(path)
-        with open_image(path, "label map", max_pixels) as im:
+        with open_image(source, "label map", max_pixels) as im:
             if im.mode in ("RGB", "RGBA"):
                 from spade_rt.palettes import decode_colours
 
@@ -132,13 +144,15 @@ def read_label_ids(path: str | Path, palette: str | None = None, max_pixels: int
                 except (OSError, SyntaxError, ValueError) as exc:
                     raise InputError(f"cannot read label map {path} as an image: {exc}") from None
                 return decode_colours(rgb, palette, f"label map {path}")
-    return _open_single_channel(path, "label map", max_pixels)
+        if not isinstance(source, str | Path):
+            source.seek(0)  # read again below as one channel of ids
+    return _open_single_channel(source, "label map", max_pixels)
 
 
-def read_instance_map(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+def read_instance_map(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
     """Instance PNG -> (H, W) integer map; only equality between neighbours matters downstream. Refused from
     its header when larger than ``max_pixels`` (default ``spade_rt.limits.pixel_limit()``)."""
-    return _open_single_channel(path, "instance map", max_pixels)
+    return _open_single_channel(source, "instance map", max_pixels)
 
 
 def resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:

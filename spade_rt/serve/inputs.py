@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -90,7 +87,7 @@ def parse_flag(name: str, text: str | None) -> bool:
 
 # ---- maps ------------------------------------------------------------------------------------------------
 def _read_png(data: bytes, field: str, max_pixels: int, reader, *args) -> np.ndarray:
-    """Size check from the header, then the project's reader on a private temporary file."""
+    """Size check from the header (413, naming the server's own limit), then the project's reader, in memory."""
     if not data:
         raise RequestError(400, f"{field}: empty (expected a PNG)", field)
     try:
@@ -106,15 +103,12 @@ def _read_png(data: bytes, field: str, max_pixels: int, reader, *args) -> np.nda
             f"{field}: {w}x{h} ({w * h} px) is larger than this server takes ({max_pixels} px, --max-map-pixels)",
             field,
         )
-    fd, name = tempfile.mkstemp(prefix="spade-rt-", suffix=".png")
+    upload = io.BytesIO(data)
+    upload.name = f"'{field}'"  # what the reader's messages call it
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return reader(Path(name), *args, max_pixels=max_pixels)
-    except InputError as exc:  # the reader names the file: name the field instead
-        raise RequestError(422, str(exc).replace(name, f"'{field}'"), field) from None
-    finally:
-        os.unlink(name)
+        return reader(upload, *args, max_pixels=max_pixels)
+    except InputError as exc:
+        raise RequestError(422, str(exc), field) from None
 
 
 def read_labels(data: bytes, spec: ModelSpec, max_pixels: int, field: str = "labels") -> np.ndarray:
