@@ -71,12 +71,16 @@ class ServeProcess:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the server process (Linux /proc)."""
+    def rss_bytes(self, field: str = "VmRSS") -> int:
+        """Resident memory of the server process (Linux /proc); ``field="VmHWM"``: its peak so far."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc/PID/status")
+        raise RuntimeError(f"no {field} in /proc/PID/status")
+
+    def peak_rss_bytes(self) -> int:
+        """The server process's peak resident memory since it started (VmHWM): catches transient allocations."""
+        return self.rss_bytes("VmHWM")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send ``sig`` and wait for the exit status (killed after ``timeout``)."""

@@ -116,5 +116,5 @@ def test_demo_makes_landscapes_with_the_embedded_model(tmp_path):
     assert grid.shape == (256, 256, 3)  # labels above pictures, two 128x128 scenes
     pictures = grid[128:].astype(float)
     assert pictures.std() > 20  # a picture, not a flat field
-    assert (cache / "built" / "landscape-demo.onnx.json").is_file()  # the per-user cache ($SPADE_RT_CACHE) ...
+    assert (cache / "built" / "landscape-demo-dedup.onnx.json").is_file()  # the per-user cache ($SPADE_RT_CACHE) ...
     assert sorted(p.name for p in work.iterdir()) == ["demo.png"]  # ... never the working directory

@@ -170,7 +170,7 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
         ("unknown ids", dict(body=png(unknown)), 422, "12 (10 px)", "labels"),
         ("unknown colours", dict(body=png(colours)), 422, "rgb(1, 2, 3) (1 px)", "labels"),
         ("truncated PNG", dict(body=png(ok)[:300]), 422, "cannot read label map 'labels'", "labels"),
-        ("not an image", dict(body=b"these bytes are no picture"), 422, "not a readable image", "labels"),
+        ("not an image", dict(body=b"these bytes are no picture"), 422, "not a PNG", "labels"),
         ("empty body", dict(body=b""), 400, "empty", "labels"),
         ("wrong content type", dict(body=b'{"labels": 1}', ctype="application/json"), 415, "application/json", None),
         ("bad seed", dict(body=png(ok), params={"seed": "abc"}), 400, "seed 'abc'", "seed"),

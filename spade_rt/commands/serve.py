@@ -9,6 +9,7 @@ import logging
 from spade_rt.commands.common import parse_bytes
 from spade_rt.errors import BackendUnavailableError
 from spade_rt.runtime.registry import backend_names
+from spade_rt.serve.settings import ServeSettings
 
 log = logging.getLogger("spade_rt")
 
@@ -20,7 +21,6 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise BackendUnavailableError(f"`spade-rt serve` needs {', '.join(missing)}: {SERVE_INSTALL}")
     from spade_rt.serve.server import bind
-    from spade_rt.serve.settings import ServeSettings
 
     settings = ServeSettings(
         host=args.host,
@@ -28,9 +28,16 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         max_queue=args.max_queue,
+        allow_origins=tuple(args.allow_origin),
+        allow_hosts=tuple(args.allow_host),
         max_body_bytes=args.max_body,
         max_map_pixels=args.max_map_pixels,
+        max_decodes=args.max_decodes,
         max_connections=args.max_connections,
+        max_painters=args.max_painters,
+        max_head_bytes=args.max_head,
+        idle_timeout_s=args.idle_timeout,
+        read_timeout_s=args.read_timeout,
         graceful_timeout_s=args.graceful_timeout,
         access_log=args.access_log,
         warm_up=not args.no_warm_up,
@@ -62,7 +69,7 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     kind = model_kind(source)
     if not args.verbose:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    with Synthesizer(source, backend=args.backend) as synth:
+    with Synthesizer(source, backend=args.backend, **server_backend_options(source, kind, args.backend)) as synth:
         spec = synth.spec
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch)
         app, state = create_app(synth, settings, max_batch, name, kind)
@@ -80,6 +87,21 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         )
         run_server(app, state, settings, sock)
     return 0
+
+
+def server_backend_options(source, kind: str, backend: str) -> dict:
+    """Backend options for a long-running server. ONNX Runtime on CPUs: no memory arena. The arena keeps the
+    largest activations of every batch size it has seen (measured on the demo graph: 480 MB resident after
+    batches of 8, 148 MB after single pictures) for a gain within noise on CPUs, where activations are
+    allocated far faster than the convolutions run (docs/serving.md, "Memory")."""
+    from spade_rt.runtime.registry import default_backend
+
+    name = default_backend(kind).name if backend == "auto" else backend
+    if name != "onnxruntime":
+        return {}
+    import onnxruntime as ort
+
+    return {} if "CUDAExecutionProvider" in ort.get_available_providers() else {"memory_arena": False}
 
 
 def register(sub) -> None:
@@ -128,22 +150,86 @@ def register(sub) -> None:
     p.add_argument(
         "--max-queue", type=int, default=64, metavar="N", help="pictures waiting at most; more get 503 (default 64)"
     )
-    p.add_argument(
-        "--max-body", type=parse_bytes, default=16 << 20, metavar="SIZE", help="largest request body (default 16M)"
+    d = ServeSettings()
+    trust = p.add_argument_group(
+        "who may use it (docs/serving.md, threat model)",
+        "Browsers may POST and open painters only from pages this server served; requests without an Origin "
+        "(curl, SDKs) are not browser pages and pass. Every request's Host must name the bound address or a "
+        "loopback name (DNS rebinding).",
     )
-    p.add_argument(
+    trust.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another origin whose pages may use the API and the painter, as the browser sends it, e.g. "
+        "http://tools.example:3000 (repeatable; * for any: then any web page you visit can use it)",
+    )
+    trust.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name clients reach this server by (a reverse proxy's, a LAN name; repeatable; * for any)",
+    )
+    limits = p.add_argument_group("limits (each refusal is a JSON error; docs/serving.md lists them all)")
+    limits.add_argument(
+        "--max-body",
+        type=parse_bytes,
+        default=d.max_body_bytes,
+        metavar="SIZE",
+        help=f"largest request body (default {d.max_body_bytes >> 20}M)",
+    )
+    limits.add_argument(
         "--max-map-pixels",
         type=int,
-        default=4096 * 4096,
+        default=d.max_map_pixels,
         metavar="PX",
-        help="largest label/instance map, read from its header before decoding (default 4096*4096)",
+        help="largest map sent with resize=true, read from its PNG header before decoding (default 2048*1024); "
+        "without resize a map must have the model's size",
     )
-    p.add_argument(
+    limits.add_argument(
+        "--max-decodes",
+        type=int,
+        default=d.max_decodes,
+        metavar="N",
+        help=f"PNG decodes at once; others wait (default {d.max_decodes})",
+    )
+    limits.add_argument(
         "--max-connections",
         type=int,
-        default=64,
+        default=d.max_connections,
         metavar="N",
-        help="open connections (HTTP and painters) at most; more get 503 (default 64)",
+        help=f"open connections of every kind (HTTP, idle, painters); more get 503 (default {d.max_connections})",
+    )
+    limits.add_argument(
+        "--max-painters",
+        type=int,
+        default=d.max_painters,
+        metavar="N",
+        help=f"painter WebSockets open at once; more are refused with 503 (default {d.max_painters})",
+    )
+    limits.add_argument(
+        "--max-head",
+        type=parse_bytes,
+        default=d.max_head_bytes,
+        metavar="SIZE",
+        help=f"largest request line + headers (default {d.max_head_bytes >> 10}K)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=d.idle_timeout_s,
+        metavar="S",
+        help="seconds a connection may take to send a complete request head, after opening or after its last "
+        f"response; then it is closed (default {d.idle_timeout_s:g})",
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=float,
+        default=d.read_timeout_s,
+        metavar="S",
+        help=f"seconds a request body may pause; then 408 (default {d.read_timeout_s:g})",
     )
     p.add_argument(
         "--graceful-timeout",

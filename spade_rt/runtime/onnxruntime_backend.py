@@ -103,8 +103,11 @@ def make_session(
     *,
     cuda_graph: bool = False,
     device_id: int = 0,
+    memory_arena: bool = True,
 ):
-    """An InferenceSession with spade-rt's settings; clear errors for missing packages and bad files."""
+    """An InferenceSession with spade-rt's settings; clear errors for missing packages and bad files.
+    ``memory_arena=False``: CPU activations are allocated per call instead of kept in ONNX Runtime's arena
+    (a server's resident memory then stays near the model's size whatever batches it has run)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -119,6 +122,7 @@ def make_session(
     so.intra_op_num_threads = threads or default_threads()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = memory_arena
     source = "graph" if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes):
         path = Path(model)
@@ -192,10 +196,12 @@ class OnnxRuntimeBackend(Backend):
         cuda_graph: bool = True,
         io_binding: bool | None = None,
         device_id: int = 0,
+        memory_arena: bool = True,
     ) -> None:
         """``providers``: None = CUDA where installed, else CPU. ``tensorrt_ep``: put ONNX Runtime's TensorRT
         provider first (with its engine cache). ``cuda_graph``: on the CUDA provider, capture CUDA graphs when
-        every node runs there. ``io_binding``: device-resident bound buffers (default: on GPU providers)."""
+        every node runs there. ``io_binding``: device-resident bound buffers (default: on GPU providers).
+        ``memory_arena``: keep CPU activations in ONNX Runtime's arena (default; off for long-running servers)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -218,7 +224,7 @@ class OnnxRuntimeBackend(Backend):
                 self._shared = _shared_session(path, providers, threads, False, device_id)
             self.session = self._shared.session
         else:
-            self.session = make_session(model, providers, threads)
+            self.session = make_session(model, providers, threads, memory_arena=memory_arena)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_onnx_metadata(meta, str(model))
         self.providers = self.session.get_providers()

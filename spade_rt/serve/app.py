@@ -10,6 +10,7 @@ Every refusal is a JSON body ``{"error": "...", "status": N, "field": "..."}``; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -22,11 +23,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from spade_rt.runtime.synthesizer import Synthesizer
 from spade_rt.serve.batching import Batcher, ServerBusyError
@@ -46,8 +47,9 @@ from spade_rt.serve.inputs import (
     read_labels,
     unpack,
 )
-from spade_rt.serve.metrics import ServerMetrics
-from spade_rt.serve.settings import ServeSettings
+from spade_rt.serve.metrics import CONTENT_TYPE, ServerMetrics
+from spade_rt.serve.settings import ServeSettings, painter_frame_limit
+from spade_rt.serve.trust import TrustBoundary, brief
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,23 @@ class BodyTooLargeError(Exception):
     pass
 
 
+class BodyTimeoutError(Exception):
+    """The client stopped sending its body for longer than --read-timeout."""
+
+
+class ClientGoneError(Exception):
+    """The client closed its connection before its picture was computed: the work is dropped."""
+
+
+CLIENT_CLOSED = 499  # nginx's status for "client closed the request": logged and counted, never sent
+
+
 def error_response(exc: RequestError, headers: dict | None = None) -> JSONResponse:
     return JSONResponse(exc.as_json(), status_code=exc.status, headers=headers)
 
 
 class Guard:
-    """ASGI middleware: body-size limit, request counters, errors, latency, requests in flight."""
+    """ASGI middleware: body-size limit and read timeout, request counters, errors, latency, requests in flight."""
 
     def __init__(self, app, settings: ServeSettings, metrics: ServerMetrics) -> None:
         self.app, self.settings, self.metrics = app, settings, metrics
@@ -81,6 +94,7 @@ class Guard:
         t0 = time.perf_counter()
         status = 500
         limit = self.settings.max_body_bytes
+        timeout = self.settings.read_timeout_s
 
         async def send_status(message) -> None:
             nonlocal status
@@ -95,32 +109,46 @@ class Guard:
             if length is not None and (not length.isdigit() or int(length) > limit):
                 exc = RequestError(
                     413,
-                    f"body of {length.decode(errors='replace')} bytes: this server takes at most {limit} (--max-body)",
+                    f"body of {brief(length.decode(errors='replace'), 20)} bytes: this server takes at most {limit} "
+                    "(--max-body)",
                     "body",
                 )
                 await error_response(exc)(scope, receive, send_status)
                 return
             received = 0
+            body_done = False
 
             async def counted_receive():
-                nonlocal received
-                message = await receive()
+                """The body arrives within the size limit, and never pauses longer than the read timeout; once it
+                is complete, receive() only waits for the client to go away (no timeout: see _until_gone)."""
+                nonlocal received, body_done
+                if body_done:
+                    return await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), timeout)
+                except TimeoutError:
+                    raise BodyTimeoutError(
+                        f"the body stopped arriving for {timeout:g} s (--read-timeout): send it without pauses"
+                    ) from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
                         raise BodyTooLargeError(
                             f"body larger than {limit} bytes: this server takes at most {limit} (--max-body)"
                         )
+                    body_done = not message.get("more_body", False)
                 return message
 
             await self.app(scope, counted_receive, send_status)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
-            self.metrics.requests.inc(route, str(status))
-            if status >= 400:
-                self.metrics.errors.inc(route, str(status))
-            self.metrics.latency.observe(time.perf_counter() - t0, route)
+            if status == 500 and scope.get("spade_rt.gone"):
+                status = CLIENT_CLOSED  # nothing was sent: the client had gone
+            self.metrics.requests.labels(route, str(status)).inc()
+            if status >= 400 and status != CLIENT_CLOSED:
+                self.metrics.errors.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
 class Latest:
@@ -136,7 +164,7 @@ class Latest:
     def put(self, item: bytes) -> None:
         if self.item is not None:
             self.replaced += 1
-            self.metrics.ws_frames.inc("replaced")
+            self.metrics.ws_frames.labels("replaced").inc()
         self.item = item
         self._event.set()
 
@@ -165,6 +193,44 @@ class ServeApp:
         )
         self.guard: Guard | None = None
         self.ready_message = ""  # logged once the backend is warm (spade_rt.serve.server sets it)
+        self.server_state = None  # uvicorn's ServerState (spade_rt.serve.server sets it): every open connection
+        self.painters = 0
+        lab = self.spec.labels
+        self.frame_limit = painter_frame_limit(lab.height, lab.width, 1 if lab.num_label_ids <= 256 else 2)
+        self._decodes: asyncio.Semaphore | None = None
+        self.decoding = 0
+
+    async def _decode(self, fn, *args):
+        """Run a PNG decode in the thread pool, at most ``--max-decodes`` at once (each one's memory is bounded
+        by the pixel budget, checked from the header before it starts)."""
+        if self._decodes is None:
+            self._decodes = asyncio.Semaphore(self.settings.max_decodes)
+        async with self._decodes:
+            self.decoding += 1
+            self.metrics.decodes.set(self.decoding)
+            self.metrics.decodes_peak.set(max(self.decoding, self.metrics.value("spade_rt_decodes_peak")))
+            try:
+                return await run_in_threadpool(fn, *args)
+            finally:
+                self.decoding -= 1
+                self.metrics.decodes.set(self.decoding)
+
+    async def _unless_gone(self, request: Request, work):
+        """Await ``work`` (a coroutine) unless the client goes away first: then it is cancelled (a picture still
+        waiting for its batch never reaches the backend) and ``ClientGoneError`` is raised."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(_until_gone(request))
+        try:
+            done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        request.scope["spade_rt.gone"] = True
+        raise ClientGoneError()
 
     # ---- HTTP ------------------------------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
@@ -177,7 +243,7 @@ class ServeApp:
         return JSONResponse({"status": "ok", "model": self.info["model"], "queue": self.batcher.depth})
 
     async def metrics_text(self, request: Request) -> Response:
-        return PlainTextResponse(self.metrics.text(), media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
 
     async def example(self, request: Request) -> Response:
         if not self.info["examples"]:
@@ -190,7 +256,7 @@ class ServeApp:
         if fmt == "ids":  # the painter's buffer
             return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream")
         if fmt != "png":
-            raise RequestError(400, f"format {fmt!r}: expected png or ids", "format")
+            raise RequestError(400, f"format {brief(fmt)}: expected png or ids", "format")
         buf = io.BytesIO()
         Image.fromarray(ids).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png")
@@ -214,10 +280,16 @@ class ServeApp:
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
                     if key not in ("labels", "instance"):
-                        raise RequestError(400, f"unexpected file field {key!r}: expected 'labels' and 'instance'", key)
+                        raise RequestError(
+                            400, f"unexpected file field {brief(key, 30)}: expected 'labels' and 'instance'", key[:30]
+                        )
                     files[key] = await value.read()
                 elif key in ("labels", "instance"):
                     raise RequestError(400, f"{key!r} must be a file part (a PNG), not a text field", key)
+                elif isinstance(value, str) and len(value) > 64:  # parameters are short: seed, format, resize
+                    raise RequestError(
+                        400, f"field {brief(key, 30)} of {len(value)} characters: expected a short value"
+                    )
                 else:
                     params[key] = value
         if "labels" not in files:
@@ -229,19 +301,20 @@ class ServeApp:
         params, labels, instance = await self._inputs(request)
         unknown = set(params) - {"seed", "format", "resize"}
         if unknown:
-            raise RequestError(400, f"unknown parameter(s) {', '.join(sorted(unknown))}: expected seed, format, resize")
+            names = ", ".join(brief(n, 30)[1:-1] for n in sorted(unknown)[:4])
+            raise RequestError(400, f"unknown parameter(s) {names}: expected seed, format, resize")
         seed = parse_seed(params.get("seed"))
         fmt = parse_format(params.get("format"))
         resize = parse_flag("resize", params.get("resize"))
         max_px = self.settings.max_map_pixels
 
         def decode():
-            raw = read_labels(labels, self.spec, max_px)
-            inst = None if instance is None else read_instance(instance, max_px)
+            raw = read_labels(labels, self.spec, max_px, resize)
+            inst = None if instance is None else read_instance(instance, self.spec, max_px, resize)
             return prepare(self.spec, self.synth.make_z, raw, inst, seed, resize)
 
-        prepared = await run_in_threadpool(decode)
-        result = await self.batcher.submit(prepared.ids, prepared.edges, prepared.z)
+        prepared = await self._unless_gone(request, self._decode(decode))
+        result = await self._unless_gone(request, self.batcher.submit(prepared.ids, prepared.edges, prepared.z))
         body = await run_in_threadpool(encode_picture, result.picture, fmt, self.settings.jpeg_quality)
         headers = {
             "X-Spade-Rt-Batch": str(result.batch),
@@ -257,18 +330,38 @@ class ServeApp:
         resize = parse_flag("resize", params.get("resize", "true"))
 
         def decode():
-            raw = read_labels(data, self.spec, self.settings.max_map_pixels)
+            raw = read_labels(data, self.spec, self.settings.max_map_pixels, resize)
             return prepare(self.spec, self.synth.make_z, raw, None, 0, resize).ids
 
-        ids = await run_in_threadpool(decode)
+        ids = await self._unless_gone(request, self._decode(decode))
         headers = {"X-Height": str(ids.shape[0]), "X-Width": str(ids.shape[1]), "X-Dtype": self.info["id_dtype"]}
         return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream", headers=headers)
 
     # ---- the painter's WebSocket -------------------------------------------------------------------------
+    def _painter_refusal(self) -> str | None:
+        if self.painters >= self.settings.max_painters:
+            return (
+                f"{self.painters} painters are open already (--max-painters {self.settings.max_painters}): retry later"
+            )
+        open_connections = len(self.server_state.connections) if self.server_state is not None else 0
+        if open_connections > self.settings.max_connections:  # this connection is one of them
+            return (
+                f"{open_connections - 1} connections are open already (--max-connections "
+                f"{self.settings.max_connections}): retry later"
+            )
+        return None
+
     async def painter(self, ws: WebSocket) -> None:
+        refusal = self._painter_refusal()
+        if refusal is not None:
+            self.metrics.refused.labels("painters").inc()
+            log.info("refused a painter: %s", refusal)
+            body = {"error": refusal, "status": 503}
+            await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
+            return
         await ws.accept()
-        gauge = self.metrics.ws_connections
-        gauge.set(gauge.get() + 1)
+        self.painters += 1
+        self.metrics.ws_connections.inc()
         slot = Latest(self.metrics)
 
         async def receive_frames() -> None:
@@ -289,29 +382,34 @@ class ServeApp:
                 if data is None:
                     break
                 await ws.send_bytes(await self._frame(data, replaced))
-        except (WebSocketDisconnect, RuntimeError):
+        except (WebSocketDisconnect, WebSocketDisconnected, OSError):
             pass  # the painter went away mid-send
         finally:
             reader.cancel()
-            gauge.set(gauge.get() - 1)
+            self.painters -= 1
+            self.metrics.ws_connections.dec()
 
     async def _frame(self, data: bytes, replaced: int) -> bytes:
         t0 = time.perf_counter()
         frame = None
         try:
             header, payload = unpack(data)
-            frame = header.get("frame")
+            frame = header.get("frame") if isinstance(header.get("frame"), int) else None
             frame, seed, raw = frame_ids(header, payload, self.spec)
             prepared = await run_in_threadpool(prepare, self.spec, self.synth.make_z, raw, None, seed, False, "frame")
             result = await self.batcher.submit(prepared.ids, prepared.edges, prepared.z)
             png = await run_in_threadpool(encode_picture, result.picture, "png")
         except RequestError as exc:
-            self.metrics.ws_frames.inc("refused")
+            self.metrics.ws_frames.labels("refused").inc()
             return pack({"frame": frame, "error": exc.message, "status": exc.status, "replaced": replaced})
         except ServerBusyError as exc:
-            self.metrics.ws_frames.inc("refused")
+            self.metrics.ws_frames.labels("refused").inc()
             return pack({"frame": frame, "error": str(exc), "status": 503, "replaced": replaced})
-        self.metrics.ws_frames.inc("answered")
+        except Exception as exc:  # the backend failed: say so on this frame, log it, keep the painter open
+            log.error("painter frame failed: %s: %s", type(exc).__name__, str(exc)[:300])
+            self.metrics.ws_frames.labels("failed").inc()
+            return pack({"frame": frame, "error": f"internal error: {type(exc).__name__}", "status": 500})
+        self.metrics.ws_frames.labels("answered").inc()
         header = {
             "frame": frame,
             "batch": result.batch,
@@ -345,6 +443,23 @@ def create_app(synth: Synthesizer, settings: ServeSettings, max_batch: int, mode
     async def too_large(request: Request, exc: BodyTooLargeError) -> Response:
         return error_response(RequestError(413, str(exc), "body"))
 
+    async def body_timeout(request: Request, exc: BodyTimeoutError) -> Response:
+        state.metrics.abandoned.labels("body_timeout").inc()
+        return error_response(RequestError(408, str(exc), "body"), headers={"Connection": "close"})
+
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        """The client closed the connection mid-body: one log line and a count, nothing to answer."""
+        state.metrics.abandoned.labels("body").inc()
+        request.scope["spade_rt.gone"] = True
+        log.info("client %s closed the connection mid-body on %s", _client(request), request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
+    async def gone(request: Request, exc: ClientGoneError) -> Response:
+        """The client went away while its map was decoded or its picture waited: the work was dropped."""
+        state.metrics.abandoned.labels("before_compute").inc()
+        log.info("client %s went away before its picture on %s: dropped", _client(request), request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     async def http_error(request: Request, exc: HTTPException) -> Response:
         detail = exc.detail
         if exc.status_code == 404:
@@ -377,9 +492,22 @@ def create_app(synth: Synthesizer, settings: ServeSettings, max_batch: int, mode
             RequestError: request_error,
             ServerBusyError: busy,
             BodyTooLargeError: too_large,
+            BodyTimeoutError: body_timeout,
+            ClientDisconnect: disconnected,
+            ClientGoneError: gone,
             HTTPException: http_error,
             Exception: internal,
         },
     )
     state.guard = Guard(app, settings, state.metrics)
-    return state.guard, state
+    return TrustBoundary(state.guard, settings, state.metrics), state
+
+
+async def _until_gone(request: Request) -> None:
+    """Returns when the client has disconnected (the body is read already: receive() now only reports that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "(unknown)"

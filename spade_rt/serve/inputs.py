@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
 from spade_rt.palettes import palette_for, preset_colours
 from spade_rt.presets import PRESETS
 from spade_rt.runtime.spec import ModelSpec
-from spade_rt.serve.settings import MAX_SEED
+from spade_rt.serve.settings import MAX_FRAME_HEADER, MAX_SEED
+from spade_rt.serve.trust import brief
 
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -36,9 +38,16 @@ FRAME_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2")}
 
 
 class RequestError(Exception):
-    """A request the server refuses: HTTP ``status``, the ``field`` at fault, a one-line message."""
+    """A request the server refuses: HTTP ``status``, the ``field`` at fault, a one-line message.
+
+    The message is cleaned here, once for every refusal: object reprs (``<_io.BytesIO object at 0x...>``)
+    are cut out and it is capped at ``MAX_MESSAGE`` characters, so an error never echoes a whole upload or
+    leaks the server's internals."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        message = _OBJECT_REPR.sub("the upload", " ".join(str(message).split()))
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
 
@@ -47,6 +56,11 @@ class RequestError(Exception):
         if self.field:
             body["field"] = self.field
         return body
+
+
+MAX_MESSAGE = 300
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -63,7 +77,7 @@ def parse_seed(text: str | None) -> int:
     try:
         seed = int(text)
     except (TypeError, ValueError):
-        raise RequestError(400, f"seed {text!r}: expected an integer 0..{MAX_SEED}", "seed") from None
+        raise RequestError(400, f"seed {brief(str(text))}: expected an integer 0..{MAX_SEED}", "seed") from None
     if not 0 <= seed <= MAX_SEED:
         raise RequestError(400, f"seed {seed}: expected an integer 0..{MAX_SEED}", "seed")
     return seed
@@ -72,7 +86,7 @@ def parse_seed(text: str | None) -> int:
 def parse_format(text: str | None) -> str:
     fmt = (text or "png").lower()
     if fmt not in FORMATS:
-        raise RequestError(400, f"format {text!r}: expected png or jpeg", "format")
+        raise RequestError(400, f"format {brief(str(text))}: expected png or jpeg", "format")
     return "jpeg" if fmt == "jpg" else fmt
 
 
@@ -82,42 +96,72 @@ def parse_flag(name: str, text: str | None) -> bool:
         return True
     if value in FALSE:
         return False
-    raise RequestError(400, f"{name} {text!r}: expected true or false", name)
+    raise RequestError(400, f"{name} {brief(str(text))}: expected true or false", name)
 
 
 # ---- maps ------------------------------------------------------------------------------------------------
-def _read_png(data: bytes, field: str, max_pixels: int, reader, *args) -> np.ndarray:
-    """Size check from the header (413, naming the server's own limit), then the project's reader, in memory."""
+def png_size(data: bytes, field: str) -> tuple[int, int]:
+    """(height, width) from a PNG's header, decoding nothing; anything but a PNG is refused (422)."""
     if not data:
         raise RequestError(400, f"{field}: empty (expected a PNG)", field)
+    if not data.startswith(PNG_SIGNATURE):
+        raise RequestError(
+            422,
+            f"{field}: not a PNG (this server reads label and instance maps as PNG only: ids or palette colours)",
+            field,
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
                 w, h = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, Warning) as exc:
-        raise RequestError(422, f"{field}: not a readable image ({exc})", field) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
+        raise RequestError(422, f"{field}: not a readable PNG (its header is damaged)", field) from None
+    return h, w
+
+
+def check_map_size(h: int, w: int, field: str, spec: ModelSpec, resize: bool, max_pixels: int) -> None:
+    """The pixel budget, from the header: without ``resize`` the map must be the model's size (a dynamic graph:
+    within ``max_pixels``); with it, at most ``max_pixels`` (413, naming the server's limit)."""
+    lab = spec.labels
+    if not resize and not spec.dynamic_size and (h, w) != (lab.height, lab.width):
+        raise RequestError(
+            422,
+            f"{field}: {h}x{w}, but the model takes {lab.height}x{lab.width} "
+            "(send resize=true to resize it with NEAREST)",
+            field,
+        )
     if w * h > max_pixels:
         raise RequestError(
             413,
             f"{field}: {w}x{h} ({w * h} px) is larger than this server takes ({max_pixels} px, --max-map-pixels)",
             field,
         )
+
+
+def _read_png(data: bytes, field: str, spec: ModelSpec, resize: bool, max_pixels: int, reader, *args) -> np.ndarray:
+    """Header checks first (PNG only, size within budget), then the project's reader, in memory."""
+    h, w = png_size(data, field)
+    check_map_size(h, w, field, spec, resize, max_pixels)
     upload = io.BytesIO(data)
     upload.name = f"'{field}'"  # what the reader's messages call it
     try:
-        return reader(upload, *args, max_pixels=max_pixels)
+        return reader(upload, *args, max_pixels=max(w * h, 1))
     except InputError as exc:
         raise RequestError(422, str(exc), field) from None
 
 
-def read_labels(data: bytes, spec: ModelSpec, max_pixels: int, field: str = "labels") -> np.ndarray:
+def read_labels(
+    data: bytes, spec: ModelSpec, max_pixels: int, resize: bool = False, field: str = "labels"
+) -> np.ndarray:
     """A label PNG (one channel of ids, or colours of the model's palette) -> ids as stored."""
-    return _read_png(data, field, max_pixels, read_label_ids, palette_for(spec.preset))
+    return _read_png(data, field, spec, resize, max_pixels, read_label_ids, palette_for(spec.preset))
 
 
-def read_instance(data: bytes, max_pixels: int, field: str = "instance") -> np.ndarray:
-    return _read_png(data, field, max_pixels, read_instance_map)
+def read_instance(
+    data: bytes, spec: ModelSpec, max_pixels: int, resize: bool = False, field: str = "instance"
+) -> np.ndarray:
+    return _read_png(data, field, spec, resize, max_pixels, read_instance_map)
 
 
 def prepare(
@@ -175,12 +219,14 @@ def unpack(message: bytes) -> tuple[dict, bytes]:
     if len(message) < 4:
         raise RequestError(400, f"frame of {len(message)} bytes: expected a 4-byte header length first", "frame")
     (n,) = struct.unpack_from("<I", message)
-    if n > min(len(message) - 4, 4096):
+    if n > min(len(message) - 4, MAX_FRAME_HEADER):
         raise RequestError(400, f"frame header of {n} bytes does not fit the {len(message)}-byte frame", "frame")
     try:
         header = json.loads(message[4 : 4 + n])
     except (UnicodeDecodeError, ValueError):
         raise RequestError(400, "frame header is not JSON", "frame") from None
+    except RecursionError:  # "[[[[...": json's parser recurses per level
+        raise RequestError(400, "frame header nests too deeply: expected a flat JSON object", "frame") from None
     if not isinstance(header, dict):
         raise RequestError(400, "frame header is not a JSON object", "frame")
     return header, message[4 + n :]
@@ -190,13 +236,15 @@ def frame_ids(header: dict, payload: bytes, spec: ModelSpec) -> tuple[int, int, 
     """A painter frame -> (frame number, seed, stored ids (H, W)); the size must be the model's (no resize)."""
     frame = header.get("frame")
     if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-        raise RequestError(400, f"frame number {frame!r}: expected an integer >= 0", "frame")
+        raise RequestError(400, f"frame number {brief(repr(frame))}: expected an integer >= 0", "frame")
     seed = parse_seed(str(header.get("seed", 0)))
     h, w, dtype = header.get("height"), header.get("width"), header.get("dtype", "uint8")
     if dtype not in FRAME_DTYPES:
-        raise RequestError(400, f"frame dtype {dtype!r}: expected uint8 or uint16", "dtype")
+        raise RequestError(400, f"frame dtype {brief(repr(dtype))}: expected uint8 or uint16", "dtype")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        raise RequestError(400, f"frame size {h!r}x{w!r}: expected positive integers", "frame")
+        raise RequestError(
+            400, f"frame size {brief(repr(h), 20)}x{brief(repr(w), 20)}: expected positive integers", "frame"
+        )
     item = FRAME_DTYPES[dtype].itemsize
     if len(payload) != h * w * item:
         raise RequestError(400, f"frame {h}x{w} {dtype} needs {h * w * item} bytes of ids, got {len(payload)}", "frame")

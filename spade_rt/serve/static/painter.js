@@ -9,7 +9,6 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const HISTORY = 100; // undo steps kept
-  const DISPLAY = 512; // CSS pixels of the longer side
 
   const S = {
     info: null, W: 0, H: 0, IdArray: Uint8Array, dtype: "uint8", ids: null, lut: null,
@@ -388,10 +387,10 @@
     S.ids = new S.IdArray(S.W * S.H);
     canvas.width = S.W;
     canvas.height = S.H;
-    const scale = DISPLAY / Math.max(S.W, S.H);
+    const longer = Math.max(S.W, S.H); // the longer side fills --side (painter.css: fits the window)
     for (const el of [canvas, img]) {
-      el.style.width = `${Math.round(S.W * scale)}px`;
-      el.style.height = `${Math.round(S.H * scale)}px`;
+      el.style.width = `calc(var(--side) * ${S.W / longer})`;
+      el.style.height = `calc(var(--side) * ${S.H / longer})`;
     }
     S.image = ctx.createImageData(S.W, S.H);
     S.lut = new Uint32Array(info.num_ids);
