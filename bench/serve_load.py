@@ -195,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-delay-ms", type=float, default=2.0, help="the batching server's --max-delay-ms (default 2)")
     args = p.parse_args(argv)
     model = [args.model] if args.model else []
-    print("| server | clients x requests | p50 ms | p90 ms | p99 ms | images/s | mean batch | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(
+        "| server | 1 client p50 ms | clients x requests | p50 ms | p90 ms | p99 ms | images/s | mean batch | errors "
+        "| RSS after warm-up MB | RSS after load MB | peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, flags in (
         ("no batching (--max-batch 1)", ["--max-batch", "1"]),
         (
@@ -217,11 +221,16 @@ def main(argv: list[str] | None = None) -> int:
                     png_bytes(rng.integers(0, info["num_ids"], (info["height"], info["width"])).astype(np.uint8))
                     for _ in range(16)
                 ]
-            run_load(server.host, server.port, bodies, args.clients, 2)  # warm-up
+            warm_rss = server.rss_bytes()  # the server warmed its backend up before listening
+            single = run_load(server.host, server.port, bodies, 1, 16)  # one client: latency without a queue
+            run_load(server.host, server.port, bodies, args.clients, 2)  # warm-up of the connections
             r = run_load(server.host, server.port, bodies, args.clients, args.requests)
+            rss, peak = server.rss_bytes(), server.peak_rss_bytes()
+        mb = 1 << 20
         print(
-            f"| {label} | {r.clients} x {args.requests} | {r.p50_ms:.0f} | {r.p90_ms:.0f} | {r.p99_ms:.0f} | "
-            f"{r.images_per_s:.1f} | {r.mean_batch:.2f} | {r.errors} |"
+            f"| {label} | {single.p50_ms:.0f} | {r.clients} x {args.requests} | {r.p50_ms:.0f} | {r.p90_ms:.0f} | "
+            f"{r.p99_ms:.0f} | {r.images_per_s:.1f} | {r.mean_batch:.2f} | {r.errors} | {warm_rss / mb:.0f} | "
+            f"{rss / mb:.0f} | {peak / mb:.0f} |"
         )
         print(f"<!-- {asdict(r)} cpus={os.cpu_count()} -->")
     return 0

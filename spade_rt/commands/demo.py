@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from spade_rt.commands.common import require_toolchain
-from spade_rt.errors import InputError
+from spade_rt.errors import ExportError, InputError
 from spade_rt.images import PICTURE_SUFFIXES
 from spade_rt.io_utils import atomic_path, check_output_dir, check_output_file
 
@@ -46,19 +46,30 @@ def fastest_graph_kind() -> str:
     return "static" if "CUDAExecutionProvider" in ort.get_available_providers() else "dedup"
 
 
-def demo_graph(model: Path, directory: Path, graph_kind: str | None = None) -> Path:
+def demo_graph(model: Path, directory: Path, graph_kind: str | None = None, *, in_child: bool = False) -> Path:
     """The exported graph of the demo model (``graph_kind``: static or dedup; default the fastest for this
-    machine), made (and verified against the PyTorch network) once, remade when the model is newer."""
+    machine), made (and verified against the PyTorch network) once, remade when the model is newer.
+    ``in_child``: export in a child process, so that a long-running caller (the server) never maps torch."""
     kind = graph_kind or fastest_graph_kind()
     graph = directory / ("landscape-demo.onnx" if kind == "static" else f"landscape-demo-{kind}.onnx")
     if graph.is_file() and graph.stat().st_mtime >= model.stat().st_mtime:
         return graph
     require_toolchain("demo (first run: exporting the demo graph)")
     check_output_dir(directory, "the cache folder (--cache-dir, $SPADE_RT_CACHE)")
+    log.info("first run: exporting the demo model to %s (%s graph)", graph, kind)
+    if in_child:
+        import subprocess
+        import sys
+
+        argv = ["export", str(model), "-o", str(graph), "--graph", kind, "--batch", "1:1:8", "--verify-samples", "1"]
+        proc = subprocess.run([sys.executable, "-m", "spade_rt.cli", *argv, "-q"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ExportError(f"exporting the demo graph failed: {last}")
+        return graph
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
-    log.info("first run: exporting the demo model to %s (%s graph)", graph, kind)
     export_model(model, graph, GraphOptions(batch=(1, 1, 8), graph=kind), verify_samples=1)
     return graph
 

@@ -62,7 +62,7 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         from spade_rt.cache import built_dir
         from spade_rt.commands.demo import demo_graph, demo_model
 
-        source = demo_graph(demo_model(), built_dir(args.cache_dir))
+        source = demo_graph(demo_model(), built_dir(args.cache_dir), in_child=True)  # the server stays torch-free
         name = "landscape demo (embedded)"
     else:
         source, name = Path(args.model), Path(args.model).name

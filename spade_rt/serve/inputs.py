@@ -271,6 +271,7 @@ def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_
         "use_vae": spec.use_vae,
         "z_dim": spec.z_dim if spec.use_vae else None,
         "precision": spec.precision,
+        "graph": (spec.extra.get("graph_options") or {}).get("graph"),  # ONNX graphs: static or dedup
         "dynamic_size": spec.dynamic_size,
         "palette": palette_for(spec.preset),
         "classes": [
@@ -281,6 +282,11 @@ def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
             "max_map_pixels": settings.max_map_pixels,
+            "max_decodes": settings.max_decodes,
             "max_connections": settings.max_connections,
+            "max_painters": settings.max_painters,
+            "max_head_bytes": settings.max_head_bytes,
+            "idle_timeout_s": settings.idle_timeout_s,
+            "read_timeout_s": settings.read_timeout_s,
         },
     }
