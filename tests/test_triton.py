@@ -120,6 +120,18 @@ def test_a_tensorrt_rtx_engine_built_here(coco_u8, tmp_path):
     assert json.loads((repo / "coco_trt" / "spade_rt.json").read_text())["builder"]["module"] == "tensorrt_rtx"
     proc = run_cli("triton", engine, "-o", repo, "--name", "cpu_engine", "--device", "cpu", check=False)
     assert proc.returncode == 1 and "GPUs only" in proc.stderr
+    # --backend python: the engine and its manifest beside model.py (the engine runner checks one against the
+    # other), no caveat, and the PNG model
+    proc = run_cli("triton", engine, "-o", repo, "--name", "coco_rtx", "--backend", "python")
+    assert "TensorRT-RTX" not in proc.stderr
+    config = parse(repo / "coco_rtx")
+    assert config.backend == "python" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["spade_rt_model"] == "model.engine" and params["spade_rt_kind"] == "engine"
+    version = repo / "coco_rtx" / "1"
+    assert (version / "model.engine").read_bytes() == engine.read_bytes()
+    assert (version / "model.engine.json").read_bytes() == (tmp_path / "coco.engine.json").read_bytes()
+    assert (version / "model.py").is_file() and parse(repo / "coco_rtx_png").backend == "python"
 
 
 def test_float_output_graphs_are_refused_with_the_fix(tmp_path):
@@ -364,6 +376,33 @@ def test_concurrent_clients_are_batched(served):
     assert any(size > 1 and n > before[2].get(size, 0) for size, n in batches.items()), batches
 
 
+def test_a_bad_request_among_concurrent_ones_fails_alone(served):
+    """Each request of a Triton batch goes through the label pipeline on its own: one unknown id fails its own
+    request only."""
+    from tritonclient.utils import InferenceServerException
+
+    url = served.server.grpc_url
+    ids = blobby_labels(8, 128, 128, 10, seed=11).astype(np.uint8)
+    ids[3, 0, 0] = 99
+    barrier = threading.Barrier(8)
+
+    def call(i: int):
+        barrier.wait(timeout=60)
+        try:
+            return grpc_infer(url, "demo", labels=ids[i : i + 1])["image"]
+        except InferenceServerException as exc:
+            return exc
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert isinstance(results[3], InferenceServerException) and "99 (1 px)" in str(results[3])
+    good = [i for i in range(8) if i != 3]
+    with Synthesizer(served.demo) as synth:
+        expected = synth(ids[good])
+    for k, i in enumerate(good):
+        np.testing.assert_array_equal(results[i], expected[k : k + 1])
+
+
 def test_bad_requests_get_errors_and_the_model_stays(served):
     from tritonclient.utils import InferenceServerException
 
@@ -434,7 +473,11 @@ def test_png_model_gives_the_cli_picture(served, coco_sample, tmp_path):
     # a bad PNG: its error, and the PNG model keeps serving
     from tritonclient.utils import InferenceServerException
 
-    with pytest.raises(InferenceServerException, match=r"cannot read label map request label_png\[0\] as an image"):
+    with pytest.raises(
+        InferenceServerException,
+        match=r"^\S+ cannot read label map request label_png\[0\] as an image: cannot identify image file request "
+        r"label_png\[0\]$",
+    ):
         grpc_infer(url, "demo_png", **_png_request(b"not a png"))
     bad = ids.copy()
     bad[0, 0] = 42

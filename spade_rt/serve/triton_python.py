@@ -43,6 +43,17 @@ LABEL_PNG, INSTANCE_PNG, IMAGE_PNG = "label_png", "instance_png", "image_png"  #
 SIDECAR = "spade_rt.json"  # beside config.pbtxt (spade_rt.serve.triton.SIDECAR)
 
 
+class _NamedBytes(io.BytesIO):
+    """A request's PNG bytes that name themselves in errors (Pillow quotes the file object's repr)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 def _parameters(config: dict[str, Any]) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
 
@@ -152,16 +163,12 @@ class TritonPythonModel:
     def _read_png(self, data: bytes, instance: bytes | None, source: str):
         spec = self.spec
         limit = pixel_limit(spec.labels.height, spec.labels.width)
-        label_file = io.BytesIO(data)
-        label_file.name = source
-        raw = read_label_ids(label_file, self.palette, limit)
+        raw = read_label_ids(_NamedBytes(data, source), self.palette, limit)
         inst = None
         if instance is not None:
             if not spec.uses_edges:
                 raise InputError(f"{self.name} takes no {INSTANCE_PNG}")
-            inst_file = io.BytesIO(instance)
-            inst_file.name = source.replace(LABEL_PNG, INSTANCE_PNG)
-            inst = read_instance_map(inst_file, limit)
+            inst = read_instance_map(_NamedBytes(instance, source.replace(LABEL_PNG, INSTANCE_PNG)), limit)
         return prepare_inputs(
             raw,
             spec.labels,
