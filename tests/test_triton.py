@@ -267,19 +267,21 @@ class Triton:
 @pytest.fixture(scope="module")
 def served(triton_env, coco_u8, tmp_path_factory):
     """One Triton server for the module: the demo model (float-output graph, 10 ids), a tiny COCO-Stuff graph
-    (uint8 output, instance edges, 183 ids) and a tiny ADE20K VAE graph, each with its PNG model, all written
-    by `spade-rt triton --backend python`."""
+    (uint8 output, instance edges, 183 ids) and a tiny ADE20K VAE graph, each with its PNG model, and a dedup
+    graph (float output), all written by `spade-rt triton --backend python`."""
     tmp = tmp_path_factory.mktemp("triton_served")
     ade = tiny_graph(tmp_path_factory.mktemp("ade_vae"), "ade20k", use_vae=True)
+    dedup = tiny_graph(tmp_path_factory.mktemp("coco_dedup"), "coco", extra=("--graph", "dedup"))
     repo = tmp / "models"
     common = ["-o", str(repo), "--backend", "python", "--device", "cpu", "-q"]
     assert main(["triton", str(demo_graph_path()), *common, "--name", "demo", "--max-queue-delay-us", "20000"]) == 0
     assert main(["triton", str(coco_u8), *common, "--name", "coco"]) == 0
     assert main(["triton", str(ade), *common, "--name", "ade"]) == 0
+    assert main(["triton", str(dedup), *common, "--name", "coco_dedup", "--no-png"]) == 0
     server = Triton(triton_env, repo, tmp / "tritonserver.log")
     try:
         server.wait_ready()
-        yield SimpleNamespace(server=server, demo=demo_graph_path(), coco=coco_u8, ade=ade, tmp=tmp)
+        yield SimpleNamespace(server=server, demo=demo_graph_path(), coco=coco_u8, ade=ade, dedup=dedup, tmp=tmp)
     finally:
         server.stop()
 
@@ -346,6 +348,11 @@ def test_pictures_over_http_and_grpc(served):
     got = http_infer(served.server.http_url, "coco", labels=coco, edges=edges)["image"]
     np.testing.assert_array_equal(got, no_edges)
     assert not np.array_equal(no_edges, by_boundaries)  # the edges reached the network
+    # a dedup graph (float output): ONNX Runtime fed by hand, to uint8 as the original SPADE's tensor2im does
+    dedup = ort.InferenceSession(str(served.dedup), providers=["CPUExecutionProvider"])
+    (floats,) = dedup.run(["image"], {"labels": mapped, "edges": instance_edges(mapped)})
+    expected = np.clip((floats.transpose(0, 2, 3, 1) + np.float32(1)) / 2 * 255, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(grpc_infer(served.server.grpc_url, "coco_dedup", labels=coco)["image"], expected)
     # a VAE model: z as sent
     ade_ids = blobby_labels(2, 64, 64, 151, seed=5).astype(np.uint8)
     z = np.random.default_rng(6).standard_normal((2, 256), dtype=np.float32)
