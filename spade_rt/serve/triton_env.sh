@@ -29,6 +29,8 @@ if [[ -z "${TRITON_PYTHON:-}" ]]; then
 fi
 : "${TRITON_PYTHON:?no python3 with venv and ensurepip found: set TRITON_PYTHON}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p "$ENV"
+ENV="$(cd "$ENV" && pwd)"  # absolute: the launcher below runs from anywhere
 "$TRITON_PYTHON" -m venv "$ENV"
 PY="$ENV/bin/python"
 "$PY" -m pip install -q --upgrade pip
