@@ -5,8 +5,17 @@ and the repository's graph is run the way Triton's onnxruntime backend runs it (
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -16,11 +25,12 @@ from tritonclient.grpc import model_config_pb2
 from spade_rt.cli import main
 from spade_rt.io_utils import sha256_file
 from spade_rt.labels import instance_edges
+from spade_rt.palettes import LANDSCAPE_COLOURS
 from spade_rt.runtime.synthesizer import Synthesizer
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from reference_spade import blobby_labels
-from serve_support import demo_graph_path, tiny_graph, tiny_model
+from serve_support import decode, demo_graph_path, png, tiny_graph, tiny_model
 
 DT = model_config_pb2.DataType
 
@@ -110,6 +120,18 @@ def test_a_tensorrt_rtx_engine_built_here(coco_u8, tmp_path):
     assert json.loads((repo / "coco_trt" / "spade_rt.json").read_text())["builder"]["module"] == "tensorrt_rtx"
     proc = run_cli("triton", engine, "-o", repo, "--name", "cpu_engine", "--device", "cpu", check=False)
     assert proc.returncode == 1 and "GPUs only" in proc.stderr
+    # --backend python: the engine and its manifest beside model.py (the engine runner checks one against the
+    # other), no caveat, and the PNG model
+    proc = run_cli("triton", engine, "-o", repo, "--name", "coco_rtx", "--backend", "python")
+    assert "TensorRT-RTX" not in proc.stderr
+    config = parse(repo / "coco_rtx")
+    assert config.backend == "python" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["spade_rt_model"] == "model.engine" and params["spade_rt_kind"] == "engine"
+    version = repo / "coco_rtx" / "1"
+    assert (version / "model.engine").read_bytes() == engine.read_bytes()
+    assert (version / "model.engine.json").read_bytes() == (tmp_path / "coco.engine.json").read_bytes()
+    assert (version / "model.py").is_file() and parse(repo / "coco_rtx_png").backend == "python"
 
 
 def test_float_output_graphs_are_refused_with_the_fix(tmp_path):
@@ -118,3 +140,363 @@ def test_float_output_graphs_are_refused_with_the_fix(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and "--output uint8" in lines[0], proc.stderr
     assert not (tmp_path / "models" / graph.stem).exists()
+
+
+# ---- --backend python: the repository written here, served by a real Triton server -------------------------
+def test_python_backend_repository(coco_u8, tmp_path):
+    """Config of the python-backend model and of NAME_png: Triton's protobuf, the native tensors, the runtime's
+    file and model.py beside it; float-output graphs are served too (Synthesizer converts them)."""
+    repo = tmp_path / "models"
+    argv = ["triton", str(coco_u8), "-o", str(repo), "--backend", "python", "--device", "cpu", "--instances", "2"]
+    assert main([*argv, "--execution-env", "$$TRITON_MODEL_DIRECTORY/env.tar.gz", "-q"]) == 0
+    config = parse(repo / "coco")
+    assert config.backend == "python" and config.platform == "" and config.max_batch_size == 4
+    assert io(config) == {
+        "labels": ("TYPE_UINT8", [64, 64]),
+        "edges": ("TYPE_UINT8", [64, 64]),
+        "image": ("TYPE_UINT8", [64, 64, 3]),
+    }
+    assert [t.optional for t in config.input] == [False, True]  # no edges: the label map's boundaries
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["spade_rt_model"] == "model.onnx" and params["spade_rt_role"] == "synthesize"
+    assert params["EXECUTION_ENV_PATH"] == "$$TRITON_MODEL_DIRECTORY/env.tar.gz"
+    assert (
+        config.instance_group[0].count == 2
+        and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    )
+    assert sha256_file(repo / "coco" / "1" / "model.onnx") == sha256_file(coco_u8)
+    assert (
+        "from spade_rt.serve.triton_python import TritonPythonModel" in (repo / "coco" / "1" / "model.py").read_text()
+    )
+    png = parse(repo / "coco_png")
+    assert png.backend == "python" and png.max_batch_size == 4
+    assert io(png) == {
+        "label_png": ("TYPE_STRING", [1]),
+        "instance_png": ("TYPE_STRING", [1]),
+        "image": ("TYPE_UINT8", [64, 64, 3]),
+        "image_png": ("TYPE_STRING", [1]),
+    }
+    assert {k: v.string_value for k, v in png.parameters.items()}["spade_rt_target"] == "coco"
+    # --no-png: one model; the demo graph (float output) is accepted by the python backend
+    assert main(["triton", str(demo_graph_path()), "-o", str(repo), "--backend", "python", "--no-png", "-q"]) == 0
+    assert sorted(p.name for p in repo.iterdir()) == ["coco", "coco_png", "landscape-demo"]
+    assert parse(repo / "landscape-demo").instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    # the native backends keep refusing what they cannot serve, and the python-only option says so
+    proc = run_cli("triton", coco_u8, "-o", repo, "--name", "x", "--execution-env", "env.tar.gz", check=False)
+    assert proc.returncode == 1 and "--backend python" in proc.stderr
+
+
+TRITON_ENV = Path(os.environ.get("SPADE_RT_TRITON_ENV", ROOT / ".venv-triton"))
+
+
+@pytest.fixture(scope="module")
+def triton_env() -> Path:
+    """The Triton side's environment (spade_rt/serve/triton_env.sh, which .ci/run runs): it must exist in CI."""
+    if not (TRITON_ENV / "bin" / "tritonserver").is_file():
+        why = f"no Triton environment at {TRITON_ENV}: make it with `bash spade_rt/serve/triton_env.sh`"
+        if os.environ.get("CI"):
+            pytest.fail(why + " (.ci/run does)")
+        pytest.skip(why)
+    return TRITON_ENV
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Triton:
+    """A tritonserver on loopback, started by the test: HTTP, gRPC and metrics ports, its log."""
+
+    def __init__(self, env: Path, repo: Path, log: Path) -> None:
+        self.http_port, self.grpc_port, self.metrics_port = _free_ports(3)
+        self.log = log
+        argv = [
+            str(env / "bin" / "tritonserver"),
+            f"--model-repository={repo}",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=20",
+        ]
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.http_url = f"127.0.0.1:{self.http_port}"
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"tritonserver exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                if httpx.get(f"http://{self.http_url}/v2/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"tritonserver not ready in {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, as a container runtime stops it; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise AssertionError(f"tritonserver did not stop in {timeout} s:\n{self.tail()}") from None
+        self._log_file.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def served(triton_env, coco_u8, tmp_path_factory):
+    """One Triton server for the module: the demo model (float-output graph, 10 ids), a tiny COCO-Stuff graph
+    (uint8 output, instance edges, 183 ids) and a tiny ADE20K VAE graph, each with its PNG model, and a dedup
+    graph (float output), all written by `spade-rt triton --backend python`."""
+    tmp = tmp_path_factory.mktemp("triton_served")
+    ade = tiny_graph(tmp_path_factory.mktemp("ade_vae"), "ade20k", use_vae=True)
+    dedup = tiny_graph(tmp_path_factory.mktemp("coco_dedup"), "coco", extra=("--graph", "dedup"))
+    repo = tmp / "models"
+    common = ["-o", str(repo), "--backend", "python", "--device", "cpu", "-q"]
+    assert main(["triton", str(demo_graph_path()), *common, "--name", "demo", "--max-queue-delay-us", "20000"]) == 0
+    assert main(["triton", str(coco_u8), *common, "--name", "coco"]) == 0
+    assert main(["triton", str(ade), *common, "--name", "ade"]) == 0
+    assert main(["triton", str(dedup), *common, "--name", "coco_dedup", "--no-png"]) == 0
+    server = Triton(triton_env, repo, tmp / "tritonserver.log")
+    try:
+        server.wait_ready()
+        yield SimpleNamespace(server=server, demo=demo_graph_path(), coco=coco_u8, ade=ade, dedup=dedup, tmp=tmp)
+    finally:
+        server.stop()
+
+
+def grpc_infer(url: str, model: str, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    with grpcclient.InferenceServerClient(url) as client:
+        inputs = []
+        for name, arr in arrays.items():
+            inp = grpcclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+            inp.set_data_from_numpy(arr)
+            inputs.append(inp)
+        result = client.infer(model, inputs, client_timeout=120)
+        return {out.name: result.as_numpy(out.name) for out in result.get_response().outputs}
+
+
+def http_infer(url: str, model: str, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = httpclient.InferenceServerClient(url, network_timeout=120, connection_timeout=30)
+    try:
+        inputs = []
+        for name, arr in arrays.items():
+            inp = httpclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+            inp.set_data_from_numpy(arr, binary_data=True)
+            inputs.append(inp)
+        result = client.infer(model, inputs)
+        return {out["name"]: result.as_numpy(out["name"]) for out in result.get_response()["outputs"]}
+    finally:
+        client.close()
+
+
+def stats(url: str, model: str) -> tuple[int, int, dict[int, int]]:
+    """Triton's own statistics of a model: inference count, execution count, {batch size: executions}."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(url) as client:
+        (s,) = client.get_inference_statistics(model).model_stats
+    return s.inference_count, s.execution_count, {b.batch_size: b.compute_infer.count for b in s.batch_stats}
+
+
+def test_pictures_over_http_and_grpc(served):
+    ids = blobby_labels(3, 128, 128, 10, seed=3).astype(np.uint8)
+    with Synthesizer(served.demo) as synth:
+        expected = synth(ids)
+    grpc_image = grpc_infer(served.server.grpc_url, "demo", labels=ids)["image"]
+    http_image = http_infer(served.server.http_url, "demo", labels=ids[:1])["image"]
+    assert grpc_image.dtype == np.uint8 and grpc_image.shape == (3, 128, 128, 3)
+    np.testing.assert_array_equal(grpc_image, expected)
+    np.testing.assert_array_equal(http_image, expected[:1])
+    # COCO-Stuff: stored 255 -> the dontcare id 182 and the edges are spade-rt's; given edges are used as given.
+    # Reference: the graph in ONNX Runtime, fed by hand (255 mapped, edges of the label map's boundaries)
+    coco = blobby_labels(2, 64, 64, 183, seed=4).astype(np.uint8)
+    coco[:, :8] = 255
+    mapped = np.where(coco == 255, 182, coco).astype(np.uint8)
+    session = ort.InferenceSession(str(served.coco), providers=["CPUExecutionProvider"])
+    (by_boundaries,) = session.run(["image"], {"labels": mapped, "edges": instance_edges(mapped)})
+    np.testing.assert_array_equal(grpc_infer(served.server.grpc_url, "coco", labels=coco)["image"], by_boundaries)
+    edges = np.zeros_like(coco)
+    (no_edges,) = session.run(["image"], {"labels": mapped, "edges": edges})
+    got = http_infer(served.server.http_url, "coco", labels=coco, edges=edges)["image"]
+    np.testing.assert_array_equal(got, no_edges)
+    assert not np.array_equal(no_edges, by_boundaries)  # the edges reached the network
+    # a dedup graph (float output): ONNX Runtime fed by hand, to uint8 as the original SPADE's tensor2im does
+    dedup = ort.InferenceSession(str(served.dedup), providers=["CPUExecutionProvider"])
+    (floats,) = dedup.run(["image"], {"labels": mapped, "edges": instance_edges(mapped)})
+    expected = np.clip((floats.transpose(0, 2, 3, 1) + np.float32(1)) / 2 * 255, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(grpc_infer(served.server.grpc_url, "coco_dedup", labels=coco)["image"], expected)
+    # a VAE model: z as sent
+    ade_ids = blobby_labels(2, 64, 64, 151, seed=5).astype(np.uint8)
+    z = np.random.default_rng(6).standard_normal((2, 256), dtype=np.float32)
+    with Synthesizer(served.ade) as synth:
+        np.testing.assert_array_equal(
+            grpc_infer(served.server.grpc_url, "ade", labels=ade_ids, z=z)["image"], synth(ade_ids, z=z)
+        )
+
+
+def test_concurrent_clients_are_batched(served):
+    ids = blobby_labels(16, 128, 128, 10, seed=7).astype(np.uint8)
+    url = served.server.grpc_url
+    single = [grpc_infer(url, "demo", labels=ids[i : i + 1])["image"] for i in range(16)]
+    before = stats(url, "demo")
+    barrier = threading.Barrier(16)
+
+    def call(i: int) -> np.ndarray:
+        barrier.wait(timeout=60)
+        return grpc_infer(url, "demo", labels=ids[i : i + 1])["image"]
+
+    with ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(call, range(16)))
+    for i in range(16):
+        np.testing.assert_array_equal(concurrent[i], single[i])
+    inferences, executions, batches = stats(url, "demo")
+    assert inferences - before[0] == 16
+    assert executions - before[1] < 16, (before, inferences, executions, batches)  # some executions took >1
+    assert any(size > 1 and n > before[2].get(size, 0) for size, n in batches.items()), batches
+
+
+def test_a_bad_request_among_concurrent_ones_fails_alone(served):
+    """Each request of a Triton batch goes through the label pipeline on its own: one unknown id fails its own
+    request only."""
+    from tritonclient.utils import InferenceServerException
+
+    url = served.server.grpc_url
+    ids = blobby_labels(8, 128, 128, 10, seed=11).astype(np.uint8)
+    ids[3, 0, 0] = 99
+    barrier = threading.Barrier(8)
+
+    def call(i: int):
+        barrier.wait(timeout=60)
+        try:
+            return grpc_infer(url, "demo", labels=ids[i : i + 1])["image"]
+        except InferenceServerException as exc:
+            return exc
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert isinstance(results[3], InferenceServerException) and "99 (1 px)" in str(results[3])
+    good = [i for i in range(8) if i != 3]
+    with Synthesizer(served.demo) as synth:
+        expected = synth(ids[good])
+    for k, i in enumerate(good):
+        np.testing.assert_array_equal(results[i], expected[k : k + 1])
+
+
+def test_bad_requests_get_errors_and_the_model_stays(served):
+    from tritonclient.utils import InferenceServerException
+
+    url = served.server.http_url
+    ids = blobby_labels(1, 128, 128, 10, seed=8).astype(np.uint8)
+    bad = ids.copy()
+    bad[0, 5, 5] = 77
+    with pytest.raises(
+        InferenceServerException, match=r"label id\(s\) the model does not know: 77 \(1 px\); accepted ids are 0\.\.9"
+    ):
+        http_infer(url, "demo", labels=bad)
+    with pytest.raises(InferenceServerException, match="INT32.*UINT8"):
+        grpc_infer(served.server.grpc_url, "demo", labels=ids.astype(np.int32))
+    with pytest.raises(InferenceServerException, match=r"\[1,64,64\]|\[1, 64, 64\]"):
+        http_infer(url, "demo", labels=ids[:, :64, :64])
+    with pytest.raises(InferenceServerException, match=r"expected 1 inputs but got 2.*'edges'"):  # Triton's check
+        http_infer(url, "demo", labels=ids, edges=ids)
+    # the model is still loaded and the next request is served
+    assert httpx.get(f"http://{url}/v2/models/demo/ready", timeout=10).status_code == 200
+    with Synthesizer(served.demo) as synth:
+        np.testing.assert_array_equal(http_infer(url, "demo", labels=ids)["image"], synth(ids))
+
+
+def test_metrics(served):
+    text = httpx.get(f"http://127.0.0.1:{served.server.metrics_port}/metrics", timeout=10).text
+    counts = {
+        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nv_inference_request_success{")
+    }
+    assert any('model="demo"' in labels and n >= 1 for labels, n in counts.items()), text[:2000]
+
+
+def _png_request(data: bytes, **extra: np.ndarray) -> dict:
+    return {"label_png": np.array([[data]], dtype=np.object_), **extra}
+
+
+def test_png_model_gives_the_cli_picture(served, coco_sample, tmp_path):
+    """A label PNG in (ids, or the preset's palette colours), the picture `spade-rt synthesize` writes out."""
+    url = served.server.grpc_url
+    ids = blobby_labels(1, 200, 150, 10, seed=9)[0].astype(np.uint8)  # another size: resized like the CLI
+    (tmp_path / "ids.png").write_bytes(png(ids))
+    colours = np.array(LANDSCAPE_COLOURS, dtype=np.uint8)[ids]
+    (tmp_path / "colours.png").write_bytes(png(colours))
+    run_cli("synthesize", served.demo, "--labels", tmp_path / "ids.png", "-o", tmp_path / "cli.png")
+    expected = decode((tmp_path / "cli.png").read_bytes())
+    for name in ("ids.png", "colours.png"):
+        out = http_infer(served.server.http_url, "demo_png", **_png_request((tmp_path / name).read_bytes()))
+        np.testing.assert_array_equal(out["image"][0], expected)
+        np.testing.assert_array_equal(decode(bytes(out["image_png"][0, 0])), expected)
+    # the real COCO-Stuff sample: label and instance PNGs as stored (255 unlabeled, 640x480 and so on)
+    label = sorted((coco_sample / "val_label").glob("*.png"))[0]
+    inst = coco_sample / "val_inst" / label.name
+    run_cli("synthesize", served.coco, "--labels", label, "--instance", inst, "-o", tmp_path / "coco.png")
+    out = grpc_infer(
+        url,
+        "coco_png",
+        label_png=np.array([[label.read_bytes()]], dtype=np.object_),
+        instance_png=np.array([[inst.read_bytes()]], dtype=np.object_),
+    )
+    np.testing.assert_array_equal(out["image"][0], decode((tmp_path / "coco.png").read_bytes()))
+    # a VAE model without z: `spade-rt synthesize`'s default (--seed 0)
+    ade_label = blobby_labels(1, 64, 64, 151, seed=10)[0].astype(np.uint8)
+    (tmp_path / "ade.png").write_bytes(png(ade_label))
+    run_cli("synthesize", served.ade, "--labels", tmp_path / "ade.png", "-o", tmp_path / "ade_cli.png")
+    out = grpc_infer(url, "ade_png", **_png_request((tmp_path / "ade.png").read_bytes()))
+    np.testing.assert_array_equal(out["image"][0], decode((tmp_path / "ade_cli.png").read_bytes()))
+    # a bad PNG: its error, and the PNG model keeps serving
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(
+        InferenceServerException,
+        match=r"^\S+ cannot read label map request label_png\[0\] as an image: cannot identify image file request "
+        r"label_png\[0\]$",
+    ):
+        grpc_infer(url, "demo_png", **_png_request(b"not a png"))
+    bad = ids.copy()
+    bad[0, 0] = 42
+    with pytest.raises(InferenceServerException, match=r"42 \(1 px\); accepted ids are 0\.\.9"):
+        grpc_infer(url, "demo_png", **_png_request(png(bad)))
+    np.testing.assert_array_equal(grpc_infer(url, "demo_png", **_png_request(png(ids)))["image"][0], expected)
+
+
+def test_the_server_stops_cleanly(served):
+    """Last in the module: SIGTERM stops Triton and its python-backend stubs, exit status 0."""
+    assert served.server.stop() == 0, served.server.tail()
+    log = served.server.tail()
+    assert "successfully unloaded 'demo' version 1" in log and "successfully unloaded 'coco_png' version 1" in log
+    leftover = subprocess.run(["pgrep", "-f", str(served.tmp / "models")], capture_output=True, text=True).stdout
+    assert leftover.strip() == "", f"stub processes left: {leftover}"

@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
         gpus=tuple(args.gpus or ()),
         max_queue_delay_us=args.max_queue_delay_us,
         max_batch=args.max_batch,
+        backend=args.backend,
+        png=args.png,
+        execution_env=args.execution_env,
     )
     repo = Path(args.output)
     if kind != "native":
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         report = export_model(
             source,
             graph,
-            GraphOptions(precision=args.precision, output="uint8", batch=(1, max_batch, max_batch)),
+            GraphOptions(precision=args.precision, output="uint8", batch=(1, max_batch, max_batch), graph=args.graph),
             verify_samples=1,
         )
         provenance = {"exported_from": source.name, "verification": report.get("verification")}
@@ -58,12 +61,15 @@ def register(sub) -> None:
         description="Write REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx (or model.plan) for NVIDIA Triton "
         "Inference Server: uint8 label ids in, uint8 RGB out, dims and max batch from the graph's spec or the "
         "engine's manifest, dynamic batching, instance groups. A spade-rt model is exported first (--output uint8, "
-        "verified); an ONNX graph or engine must already give uint8 output. Serving and scaling out: "
-        "docs/serving.md.\n\n"
+        "verified); for the native backends an ONNX graph or engine must already give uint8 output. "
+        "--backend python runs the spade-rt runtime inside Triton's python backend instead (any graph, "
+        "TensorRT-RTX engines, the label pipeline done by spade-rt) and adds NAME_png, label PNGs in. "
+        "Serving, the Triton environment and scaling out: docs/triton.md.\n\n"
         "examples:\n"
         "  spade-rt triton coco.safetensors -o models/                 # export + repository (onnxruntime_onnx)\n"
         "  spade-rt triton coco_fp16_u8.onnx -o models/ --instances 2  # two instances per GPU\n"
         "  spade-rt triton coco.engine -o models/ --name coco_trt      # tensorrt_plan\n"
+        "  spade-rt triton coco.engine -o models/ --backend python     # an RTX engine, spade-rt in Triton\n"
         "  docker run --gpus all -p 8000:8000 -v $PWD/models:/models nvcr.io/nvidia/tritonserver:<tag>-py3 \\\n"
         "      tritonserver --model-repository=/models",
     )
@@ -93,6 +99,32 @@ def register(sub) -> None:
         choices=("fp32", "fp16"),
         default="fp32",
         help="spade-rt models: precision of the exported graph (fp16 for TensorRT execution on GPUs)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("native", "python"),
+        default="native",
+        help="native: Triton's onnxruntime_onnx / tensorrt_plan backends (default); python: the spade-rt runtime "
+        "in Triton's python backend (needs spade-rt and numpy < 2 in Triton's python, docs/triton.md)",
+    )
+    p.add_argument(
+        "--png",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write NAME_png: a label PNG (ids or palette colours) in, the picture out, calling NAME "
+        "(python backend; default: with --backend python)",
+    )
+    p.add_argument(
+        "--execution-env",
+        metavar="PATH",
+        help="python backend: EXECUTION_ENV_PATH, a conda-pack archive with spade-rt for Triton's python "
+        "(e.g. '$$TRITON_MODEL_DIRECTORY/spade-rt-env.tar.gz')",
+    )
+    p.add_argument(
+        "--graph",
+        choices=("static", "dedup"),
+        default="static",
+        help="spade-rt models: the exported graph (dedup: fastest on CPUs; static: TensorRT, GPUs)",
     )
     p.add_argument("--force", action="store_true", help="replace REPO/NAME if it exists")
     p.set_defaults(func=run)
