@@ -84,7 +84,7 @@ def test_the_runtime_core_imports_no_torch_and_no_toolchain():
 
 
 # the server stack (`spade-rt serve`, `spade-rt triton`) lives in spade_rt/serve and the commands that start it
-SERVE_STACK = ("starlette", "uvicorn", "websockets", "tritonclient")
+SERVE_STACK = ("starlette", "uvicorn", "websockets", "tritonclient", "prometheus_client")
 
 
 def test_the_server_stack_stays_in_its_subpackage():
