@@ -101,8 +101,9 @@ def check_seed(seed: Any, voice: Voice = API, count: int = 1, key: str = "seed")
         return None
     top = MAX_SEED - max(count, 1) + 1
     if not _is_int(seed) or not 0 <= seed <= top:
-        used = f" (with {count} scenes, seeds up to {seed + count - 1} are used)"
-        extra = used if count > 1 and _is_int(seed) and seed > top else ""
+        extra = ""
+        if count > 1 and _is_int(seed) and seed > top:
+            extra = f" (with {count} scenes, seeds up to {seed + count - 1} are used)"
         raise ConfigError(f"{voice.say(key, seed)}: expected a whole number 0..{top}{extra}")
     return int(seed)
 

@@ -13,7 +13,6 @@ from spade_rt.validation import CLI, check_model_output, check_recipe_preset
 def run(args: argparse.Namespace) -> int:
     require_toolchain("build", ("onnx",))
     from spade_rt.cache import built_dir
-    from spade_rt.engines.build import build_engine
     from spade_rt.engines.recipes import get_recipe
     from spade_rt.io_utils import check_output_file
     from spade_rt.runtime.model_kind import model_kind
@@ -44,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
     elif recipe is not None:
         raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
+    from spade_rt.engines.build import build_engine  # onnx and TensorRT: after every check
+
     build_engine(
         source,
         destination,

@@ -87,11 +87,7 @@ def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
         args.labels, args.output, instance=args.instance, fmt=args.format, batch_size=args.batch_size, voice=CLI
     )
     check_seed(args.seed, CLI)
-    if args.z is not None and not Path(args.z).is_file():
-        raise InputError(f"--z {args.z}: not found; expected a .npy file of shape (z_dim,)")
     kind, spec = peek_spec(args.model)
-    if spec is not None:  # the maps against the header's spec: a bad map costs no model load
-        check_maps(args, spec, folder)
     check_model_options(
         spec,
         args.model,
@@ -103,6 +99,11 @@ def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
         trust_engine=args.trust_engine,
         voice=CLI,
     )
+    for key, path in (("--z", args.z), ("--style", args.style)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{key} {path}: not found")
+    if spec is not None:  # the maps against the header's spec: a bad map costs no model load
+        check_maps(args, spec, folder)
     return kind, spec, folder
 
 
