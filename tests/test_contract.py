@@ -28,7 +28,6 @@ from spade_rt.runtime.synthesizer import Synthesizer
 from spade_rt.validation import (
     API,
     CLI,
-    check_graph_options,
     check_seed,
     check_triton_destination,
     check_triton_options,
@@ -152,7 +151,8 @@ FRESH = textwrap.dedent(
                 status = main(argv)
             except SystemExit as exc:
                 status = exc.code
-        results.append([status, err.getvalue(), out.getvalue(), sorted(m for m in ("torch", "onnx") if m in sys.modules)])
+        heavy = sorted(m for m in ("torch", "onnx") if m in sys.modules)
+        results.append([status, err.getvalue(), out.getvalue(), heavy])
     print(json.dumps(results))
     """
 )
@@ -191,7 +191,7 @@ def test_export_options_and_recipes_are_checked_before_torch_is_imported(files, 
 
 def test_info_and_inspect_of_a_model_read_its_header_without_torch(files, tmp_path):
     results = run_fresh([["info", DEMO, "--json"], ["inspect", files["vae"], "--json"]], tmp_path)
-    for status, err, out, heavy in results:
+    for status, err, _, heavy in results:
         assert status == 0, err
         assert heavy == []
     demo, vae = (json.loads(r[2]) for r in results)
@@ -228,8 +228,8 @@ def test_resize_is_explained_in_flags_on_the_cli_and_keywords_in_python(files):
 
 def test_the_same_mistake_gets_the_same_message_from_cli_and_api(files, tmp_path):
     from spade_rt.errors import ExportError
-    from spade_rt.export.onnx_graph import GraphOptions
     from spade_rt.export.folding import fold_generator
+    from spade_rt.export.onnx_graph import GraphOptions
     from spade_rt.model.native_format import build_generator, load_model
 
     line = one_line(*cli("demo", "--seed", "-5", "-o", tmp_path / "d.png", "--count", "1"))
@@ -349,3 +349,11 @@ def test_seed_bounds_are_one_rule():
             check_seed(bad, CLI)
     with pytest.raises(ConfigError, match=r"--seed 4294967295: expected a whole number 0\.\.4294967292"):
         check_seed(2**32 - 1, CLI, count=4)
+
+
+def test_training_a_batch_norm_model_on_one_value_per_channel_is_refused_before_any_step(tmp_path):
+    """--batch-size 1 at --crop-size 32 left a traceback from torch's batch norm and a run folder behind."""
+    status, err = cli("train", "--preset", "landscape", "--ngf", "4", "--crop-size", "32", "--batch-size", "1",
+                      "--steps", "1", "--out", tmp_path / "run")  # fmt: skip
+    one_line(status, err, "--batch-size 1", "1x1", "--norm-G")
+    assert not (tmp_path / "run").exists()
