@@ -26,6 +26,7 @@ from spade_rt.errors import ConfigError, ExportError
 from spade_rt.export.folding import FoldedBlock, FoldedGenerator, FoldedSPADE
 from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
 from spade_rt.labels import LabelSpec
+from spade_rt.model.config import GeneratorConfig
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, ModelSpec, Z
 from spade_rt.validation import API, ModelShape, check_graph_options
 
@@ -54,10 +55,13 @@ class GraphOptions:
     lookup: str = "gather"
 
     def validate(self, folded: FoldedGenerator) -> tuple[int, int]:
-        """The graph's (H, W), after every option is checked against the model: the same function
-        `spade-rt export` calls before importing torch (spade_rt.validation.check_graph_options), so the
-        same mistake gets the same message, here in keyword-argument words."""
-        cfg = folded.config
+        """The graph's (H, W), after every option is checked against the model (``check``)."""
+        return self.check(folded.config)
+
+    def check(self, cfg: GeneratorConfig) -> tuple[int, int]:
+        """Every option against a model's config (which its header alone gives): the same function `spade-rt
+        export` calls before importing torch (spade_rt.validation.check_graph_options), so the same mistake
+        gets the same message, here in keyword-argument words. Returns the graph's (H, W)."""
         shape = ModelShape(cfg.output_hw, 2**cfg.num_up, cfg.num_upsampling_layers, cfg.use_vae)
         try:
             return check_graph_options(**asdict(self), model=shape, voice=API)

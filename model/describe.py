@@ -1,7 +1,8 @@
 """`spade-rt info MODEL.safetensors`: what a spade-rt model takes and gives, parameters, GMACs.
 
 torch-free: everything comes from the safetensors header (``spade_rt.model.header``): the config, and the
-tensors' shapes for the parameter count; the multiply-accumulates are counted from the config by
+tensors' shapes for the parameter count, checked as ``load_model`` checks them (names, shapes, dtypes, and
+finite weights, read with numpy); the multiply-accumulates are counted from the config by
 ``original_macs``, which follows ``networks.SPADEGenerator`` layer by layer (tests/test_contract.py compares
 it with ``costs.generator_macs``, which counts a forward pass of the PyTorch network).
 """
@@ -14,7 +15,13 @@ import math
 from pathlib import Path
 
 from spade_rt.model.config import GeneratorConfig
-from spade_rt.model.header import read_config, read_safetensors_header, resolve_model_path
+from spade_rt.model.header import (
+    check_finite_data,
+    check_tensors,
+    read_config,
+    read_safetensors_header,
+    resolve_model_path,
+)
 
 SPADE_HIDDEN = 128  # networks.SPADE_HIDDEN, the width of the SPADE mlp
 BUFFERS = ("weight_u", "weight_v", "running_mean", "running_var", "num_batches_tracked")  # not parameters
@@ -56,6 +63,8 @@ def describe_model(path: str | Path) -> dict:
     path = resolve_model_path(path)
     meta, tensors = read_safetensors_header(path)
     cfg = read_config(path, meta)
+    check_tensors(path, cfg, tensors)  # as load_model does, before any count
+    check_finite_data(path, tensors)
     h, w = cfg.output_hw
     parameters = sum(
         math.prod(t.shape) for k, t in tensors.items() if k.startswith("generator.") and not k.endswith(BUFFERS)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -175,3 +176,143 @@ def spec_of(config: GeneratorConfig) -> ModelSpec:
 def native_spec(path: str | Path) -> ModelSpec:
     """The spec of a spade-rt model, from its header (torch-free)."""
     return spec_of(model_config(path))
+
+
+# ---- the tensors a config needs, without torch -------------------------------------------------------------
+Shapes = dict[str, tuple[tuple[int, ...], bool]]  # name -> (shape, floating point?)
+SPADE_HIDDEN = 128  # networks.SPADE_HIDDEN
+
+
+def _conv(out: Shapes, name: str, spectral: bool, cin: int, cout: int, k: int, bias: bool = True) -> None:
+    """layers.conv2d: a plain Conv2d (weight, bias) or an SNConv2d (weight_orig, bias, weight_u, weight_v)."""
+    if spectral:
+        out[f"{name}.weight_orig"] = ((cout, cin, k, k), True)
+        out[f"{name}.weight_u"] = ((cout,), True)
+        out[f"{name}.weight_v"] = ((cin * k * k,), True)
+    else:
+        out[f"{name}.weight"] = ((cout, cin, k, k), True)
+    if bias:
+        out[f"{name}.bias"] = ((cout,), True)
+
+
+def _batch_norm(out: Shapes, name: str, channels: int, affine: bool) -> None:
+    if affine:
+        out[f"{name}.weight"] = ((channels,), True)
+        out[f"{name}.bias"] = ((channels,), True)
+    out[f"{name}.running_mean"] = ((channels,), True)
+    out[f"{name}.running_var"] = ((channels,), True)
+    out[f"{name}.num_batches_tracked"] = ((), False)
+
+
+def _spade(out: Shapes, name: str, cfg: GeneratorConfig, channels: int) -> None:
+    k = cfg.spade_kernel_size
+    if cfg.param_free_norm == "batch":  # instance norm without affine parameters keeps no state
+        _batch_norm(out, f"{name}.param_free_norm", channels, affine=False)
+    _conv(out, f"{name}.mlp_shared.0", False, cfg.semantic_nc, SPADE_HIDDEN, k)
+    _conv(out, f"{name}.mlp_gamma", False, SPADE_HIDDEN, channels, k)
+    _conv(out, f"{name}.mlp_beta", False, SPADE_HIDDEN, channels, k)
+
+
+def _block(out: Shapes, name: str, cfg: GeneratorConfig, fin: int, fout: int) -> None:
+    mid = min(fin, fout)
+    _conv(out, f"{name}.conv_0", cfg.spectral, fin, mid, 3)
+    _conv(out, f"{name}.conv_1", cfg.spectral, mid, fout, 3)
+    _spade(out, f"{name}.norm_0", cfg, fin)
+    _spade(out, f"{name}.norm_1", cfg, mid)
+    if fin != fout:
+        _conv(out, f"{name}.conv_s", cfg.spectral, fin, fout, 1, bias=False)
+        _spade(out, f"{name}.norm_s", cfg, fin)
+
+
+def expected_tensor_shapes(cfg: GeneratorConfig) -> Shapes:
+    """name -> (shape, floating point?) of every tensor a model of ``cfg`` stores, from the config alone: the
+    state dicts of ``networks.SPADEGenerator`` and ``ConvEncoder`` (tests/test_contract.py checks it against
+    them, built on torch's meta device), so `spade-rt info` checks a header's tensors without torch."""
+    out: Shapes = {}
+    nf = cfg.ngf
+    sh, sw = cfg.latent_hw
+    if cfg.use_vae:
+        out["fc.weight"] = ((16 * nf * sh * sw, cfg.z_dim), True)
+        out["fc.bias"] = ((16 * nf * sh * sw,), True)
+    else:
+        _conv(out, "fc", False, cfg.semantic_nc, 16 * nf, 3)
+    widths = [("head_0", 16, 16), ("G_middle_0", 16, 16), ("G_middle_1", 16, 16), ("up_0", 16, 8), ("up_1", 8, 4),
+              ("up_2", 4, 2), ("up_3", 2, 1)]  # fmt: skip
+    for name, fin, fout in widths:
+        _block(out, name, cfg, fin * nf, fout * nf)
+    final = nf
+    if cfg.num_upsampling_layers == "most":
+        _block(out, "up_4", cfg, nf, nf // 2)
+        final = nf // 2
+    _conv(out, "conv_img", False, final, 3, 3)
+    shapes = {f"generator.{k}": v for k, v in out.items()}
+    if cfg.has_encoder:
+        enc: Shapes = {}
+        spectral = cfg.norm_E.startswith("spectral")
+        sub = cfg.norm_E[len("spectral") :] if spectral else cfg.norm_E
+        chans = [3, nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf] + ([8 * nf] if cfg.crop_size >= 256 else [])
+        for i, (cin, cout) in enumerate(itertools.pairwise(chans), start=1):
+            if sub in ("", "none"):
+                _conv(enc, f"layer{i}", spectral, cin, cout, 3)
+            else:
+                _conv(enc, f"layer{i}.0", spectral, cin, cout, 3, bias=False)
+                if sub != "instance":
+                    _batch_norm(enc, f"layer{i}.1", cout, affine=True)
+        for fc in ("fc_mu", "fc_var"):
+            enc[f"{fc}.weight"] = ((256, 8 * nf * 4 * 4), True)
+            enc[f"{fc}.bias"] = ((256,), True)
+        shapes.update({f"encoder.{k}": v for k, v in enc.items()})
+    return shapes
+
+
+def check_tensors(path: Path, config: GeneratorConfig, tensors: dict[str, HeaderTensor]) -> None:
+    """The header's tensors against what ``config`` needs: names, shapes, dtypes. ModelFormatError naming one."""
+    expected = expected_tensor_shapes(config)
+    unexpected = [k for k in tensors if k not in expected]
+    missing = [k for k in expected if k not in tensors]
+    if unexpected or missing:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(map(shown, unexpected[:3]))}")
+        raise ModelFormatError(
+            f"{path}: its tensors do not fit its config (ngf {config.ngf}, {config.describe_channels()}): "
+            + "; ".join(parts)
+        )
+    for name, (shape, floating) in expected.items():
+        t = tensors[name]
+        if t.shape != shape:
+            raise ModelFormatError(
+                f"{path}: tensor {name} has shape {list(t.shape)}, its config (ngf {config.ngf}, "
+                f"{config.describe_channels()}) needs {list(shape)}"
+            )
+        accepted = FLOAT_DTYPES if floating else INT_DTYPES
+        if t.dtype not in accepted:
+            raise ModelFormatError(f"{path}: tensor {name} is {t.dtype}, expected {' or '.join(accepted)}")
+
+
+_NUMPY_FLOATS = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
+
+
+def check_finite_data(path: Path, tensors: dict[str, HeaderTensor]) -> None:
+    """Refuse NaN or infinite weights, read from the file with numpy (memory-mapped; torch-free), as
+    ``native_format.check_finite`` does after loading: `spade-rt info` says the same as the loader."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n) if path.stat().st_size > 8 + n else None
+    for name, t in tensors.items():
+        if t.dtype not in FLOAT_DTYPES or t.end == t.begin or data is None:
+            continue
+        raw = data[t.begin : t.end]
+        if t.dtype == "BF16":  # no numpy bfloat16: all exponent bits set is inf or NaN
+            bad = int(np.count_nonzero((raw.view("<u2") & 0x7F80) == 0x7F80))
+        else:
+            bad = int(np.count_nonzero(~np.isfinite(raw.view(_NUMPY_FLOATS[t.dtype]))))
+        if bad:
+            raise ModelFormatError(
+                f"{path}: tensor {name} holds {bad} NaN or infinite value(s) of {math.prod(t.shape)}: "
+                "refused (a diverged training run or a damaged file)"
+            )

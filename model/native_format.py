@@ -27,15 +27,13 @@ from safetensors.torch import save_file
 from spade_rt import __version__
 from spade_rt.errors import ModelFormatError
 from spade_rt.io_utils import atomic_path
-from spade_rt.limits import shown
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.model.header import (  # the header is read torch-free (spade-rt info, argument checks)
     DTYPE_BYTES,
-    FLOAT_DTYPES,
     FORMAT,
     FORMAT_VERSION,
-    INT_DTYPES,
     HeaderTensor,
+    check_tensors,
     read_config,
     read_model_metadata,
     read_safetensors_header,
@@ -104,33 +102,6 @@ def expected_tensors(config: GeneratorConfig) -> dict[str, tuple[tuple[int, ...]
         for prefix, net in nets.items()
         for k, v in net.state_dict().items()
     }
-
-
-def check_tensors(path: Path, config: GeneratorConfig, tensors: dict[str, HeaderTensor]) -> None:
-    """The header's tensors against what ``config`` needs: names, shapes, dtypes. ModelFormatError naming one."""
-    expected = expected_tensors(config)
-    unexpected = [k for k in tensors if k not in expected]
-    missing = [k for k in expected if k not in tensors]
-    if unexpected or missing:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(map(shown, unexpected[:3]))}")
-        raise ModelFormatError(
-            f"{path}: its tensors do not fit its config (ngf {config.ngf}, {config.describe_channels()}): "
-            + "; ".join(parts)
-        )
-    for name, (shape, floating) in expected.items():
-        t = tensors[name]
-        if t.shape != shape:
-            raise ModelFormatError(
-                f"{path}: tensor {name} has shape {list(t.shape)}, its config (ngf {config.ngf}, "
-                f"{config.describe_channels()}) needs {list(shape)}"
-            )
-        accepted = FLOAT_DTYPES if floating else INT_DTYPES
-        if t.dtype not in accepted:
-            raise ModelFormatError(f"{path}: tensor {name} is {t.dtype}, expected {' or '.join(accepted)}")
 
 
 def check_finite(path: Path, model: NativeModel) -> None:

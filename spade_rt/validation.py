@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from spade_rt.errors import ConfigError, InputError, OutputError
-from spade_rt.images import OUTPUT_SUFFIXES
+from spade_rt.images import OUTPUT_SUFFIXES, PICTURE_SUFFIXES
 from spade_rt.io_utils import check_output_dir, check_output_file
 from spade_rt.limits import INT_RANGES, MAX_OUTPUT_SIDE, shown
 
@@ -38,9 +38,18 @@ GRAPH_CHOICES: dict[str, tuple[str, ...]] = {
     "lookup": ("gather", "onehot"),
 }
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-GRAPH_SUFFIXES = (".onnx",)
-# names no model file should get: pictures, arrays, reports, checkpoints, text
-FOREIGN_SUFFIXES = (*OUTPUT_SUFFIXES, ".json", ".pth", ".pt", ".ckpt", ".txt", ".md", ".onnx", *ENGINE_SUFFIXES)
+MODEL_SUFFIXES = {"native": (".safetensors",), "onnx": (".onnx",), "engine": ENGINE_SUFFIXES}
+# names that say a file is something else than a model of the kind being written
+FOREIGN_SUFFIXES: dict[str, str] = {
+    **dict.fromkeys(PICTURE_SUFFIXES, "a picture"),
+    ".npy": "a numpy array",
+    ".json": "a JSON report or manifest",
+    **dict.fromkeys((".pth", ".pt", ".ckpt"), "a PyTorch checkpoint"),
+    **dict.fromkeys((".txt", ".md"), "a text file"),
+    ".safetensors": "a spade-rt model",
+    ".onnx": "an ONNX graph",
+    **dict.fromkeys(ENGINE_SUFFIXES, "an engine"),
+}
 TRITON_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -199,21 +208,18 @@ def check_graph_options(
 
 # ---- output files -----------------------------------------------------------------------------------------
 def check_model_output(path: str | Path, kind: str, key: str = "output_path", voice: Voice = API) -> Path:
-    """Where a graph (``onnx``), an engine (``engine``) or a spade-rt model (``native``) is written.
+    """Where a spade-rt model (``native``), a graph (``onnx``) or an engine (``engine``) is written.
 
-    Graphs and engines take their own suffixes (.onnx; .engine, .plan, .trt), since the tools downstream go by
-    them; a spade-rt model any name but one that says it is something else (a picture, a graph, a report ...).
-    """
-    flag = voice.name(key).rstrip("=") if voice.cli else key
-    if kind == "onnx":
-        return check_output_file(path, flag, GRAPH_SUFFIXES)
-    if kind == "engine":
-        return check_output_file(path, flag, ENGINE_SUFFIXES)
+    Any name works (the kind is read from the content, docs/architecture.md), except one whose suffix says
+    the file is something else: a picture, an array, a report, a checkpoint, a model of another kind."""
+    flag = voice.name(key) if voice.cli else key
     p = Path(path)
-    if p.suffix.lower() in FOREIGN_SUFFIXES:
+    suffix = p.suffix.lower()
+    if suffix in FOREIGN_SUFFIXES and suffix not in MODEL_SUFFIXES[kind]:
+        example = f"{p.stem or 'model'}{MODEL_SUFFIXES[kind][0]}"
         raise OutputError(
-            f"{flag} {p} has '{p.suffix}', the suffix of another kind of file: expected a spade-rt model name, "
-            "e.g. model.safetensors"
+            f"{flag} {p} has '{p.suffix}', the suffix of {FOREIGN_SUFFIXES[suffix]}: expected a name for "
+            f"{_kind_words(kind)}, e.g. {example}"
         )
     return check_output_file(p, flag)
 

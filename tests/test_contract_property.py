@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import shutil
 import tempfile
@@ -93,9 +94,9 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
 # names: I/x is the inputs folder's x, W/x is x in the example's working directory (made fresh each time,
 # holding an existing picture W/exists.png and an existing folder W/exists_dir)
 MODELS = ["I/m.safetensors", "I/vae.safetensors", "I/g.onnx", "I/dyn.onnx", "I/fp16.onnx", "I/missing.onnx",
-          "I/text.txt", "I/a_folder"]  # fmt: skip
+          "I/text.txt", "I/a_folder"]
 OUTS = ["W/out.png", "W/out.npy", "W/out.onnx", "W/out.engine", "W/out.safetensors", "W/out.txt", "W/out",
-        "W/exists.png", "W/exists_dir", "W/sub/out.png"]  # fmt: skip
+        "W/exists.png", "W/exists_dir", "W/sub/out.png"]
 SEEDS = ["-5", "0", "3", str(2**32), "x"]
 LABELS = ["I/label.png", "I/rgb.png", "I/big_id.png", "I/u255.png", "I/label_64x32.png", "I/maps", "I/missing.png"]
 
@@ -126,7 +127,7 @@ ARGV = {
     "demo": with_positional(
         "demo",
         opts={"-o": OUTS, "--seed": SEEDS, "--count": ["0", "1", "2", "17"], "--backend": ["onnxruntime", "torch"],
-              "--cache-dir": ["W/cache"]},  # fmt: skip
+              "--cache-dir": ["W/cache"]},
     ),
     "synthesize": with_positional(
         "synthesize",
@@ -138,7 +139,7 @@ ARGV = {
         opts={"--instance": ["I/label.png", "I/maps"], "--seed": SEEDS, "--z": ["I/z.npy", "I/missing.npy"],
               "--format": ["png", "npy"], "--batch-size": ["0", "1", "2"], "--no-resize": [], "--rebuild": [],
               "--backend": ["onnxruntime", "torch"], "--palette": ["none", "landscape"],
-              "--max-pixels": ["1", "100000"]},  # fmt: skip
+              "--max-pixels": ["1", "100000"]},
     ),
     "export": with_positional(
         "export",
@@ -148,13 +149,13 @@ ARGV = {
         opts={"--precision": ["fp32", "fp16"], "--output": ["float", "uint8"], "--dynamic": [],
               "--batch": ["1", "1:1:2", "4:2:1", "0", "x"], "--size": ["64x64", "100x100", "32x32", "0x0"],
               "--opset": ["17", "99"], "--graph": ["static", "dedup"], "--lookup": ["gather", "onehot"],
-              "--verify-samples": ["0", "1", "-1"], "--no-verify": []},  # fmt: skip
+              "--verify-samples": ["0", "1", "-1"], "--no-verify": []},
     ),
     "build": with_positional(
         "build",
         MODELS,
         opts={"-o": OUTS, "--recipe": ["demo-128-fp16", "coco-256-fp16", "nope"], "--backend": ["auto", "tensorrt"],
-              "--workspace": ["1G", "x"]},  # fmt: skip
+              "--workspace": ["1G", "x"]},
     ),
     "convert": with_positional(
         "convert",
@@ -173,13 +174,13 @@ ARGV = {
         ["--out"],
         ["W/run", "W/exists.png", "W/exists_dir"],
         opts={"--preset": ["landscape", "nope"], "--batch-size": ["0", "1"], "--ngf": ["4", "0"],
-              "--crop-size": ["32", "x"]},  # fmt: skip
+              "--crop-size": ["32", "x"]},
         forced=[["--steps", "0"], ["--steps", "-3"], ["--lr", "-1"], ["--batch-size", "0"]],
     ),
     "bench": with_positional(
         "bench",
         opts={"--batch": ["1", "0", "1,x"], "--repeats": ["0", "2"], "--json": ["W/b.json", "W/b.txt", "W/exists_dir"],
-              "--preset": ["facades", "nope"], "--size": ["64x64", "x"], "--data": ["I/a_folder"]},  # fmt: skip
+              "--preset": ["facades", "nope"], "--size": ["64x64", "x"], "--data": ["I/a_folder"]},
         forced=[["--model", "I/text.txt", "--quick", "--backends", "torch"], ["--repeats", "0"], ["--batch", "0"]],
     ),
     # issues 16 and 17 rewrite these two; add the name to COVERED to cover one (serve: refusals only, a valid
@@ -188,7 +189,7 @@ ARGV = {
         "serve",
         [*MODELS],
         opts={"--port": ["0", "70000"], "--max-batch": ["0", "2"], "--max-delay-ms": ["-1", "2"],
-              "--backend": ["onnxruntime", "torch"]},  # fmt: skip
+              "--backend": ["onnxruntime", "torch"]},
         forced=[["--port", "-1"], ["--max-queue", "0"], ["--max-body", "x"]],
     ),
     "triton": with_positional(
@@ -197,7 +198,7 @@ ARGV = {
         ["-o"],
         ["W/models", "W/exists.png", "W/exists_dir"],
         opts={"--device": ["gpu", "cpu"], "--gpus": ["0", "-1"], "--precision": ["fp32", "fp16"],
-              "--instances": ["0", "2"], "--max-batch": ["0", "4"], "--name": ["m", ".bad"]},  # fmt: skip
+              "--instances": ["0", "2"], "--max-batch": ["0", "4"], "--name": ["m", ".bad"]},
     ),
 }
 COVERED = ("demo", "synthesize", "export", "build", "convert", "info", "inspect", "train", "bench")
@@ -222,8 +223,10 @@ def promised(argv: list[str], stdout: str) -> list[Path]:
         return [Path(out), Path(out + ".json")] if out else []
     if command == "synthesize":
         labels = Path(rest[rest.index("--labels") + 1])
-        return [Path(out) / f"{p.stem}.{dict(zip(rest, rest[1:])).get('--format', 'png')}" for p in labels.iterdir()] \
-            if labels.is_dir() else [Path(out)]  # fmt: skip
+        if not labels.is_dir():
+            return [Path(out)]
+        fmt = dict(itertools.pairwise(rest)).get("--format", "png")
+        return [Path(out) / f"{p.stem}.{fmt}" for p in labels.iterdir()]
     return [Path(out)] if out else []
 
 
@@ -286,7 +289,7 @@ def test_every_command_keeps_the_contract_longer(inputs, command, data):
 @pytest.fixture(scope="module")
 def synths(inputs):
     with Synthesizer(inputs / "g.onnx") as g, Synthesizer(inputs / "dyn.onnx") as dyn, \
-            Synthesizer(inputs / "vae.safetensors") as vae:  # fmt: skip
+            Synthesizer(inputs / "vae.safetensors") as vae:
         yield {"static": g, "dynamic": dyn, "vae": vae}
 
 

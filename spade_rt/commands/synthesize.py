@@ -102,8 +102,8 @@ def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
     for key, path in (("--z", args.z), ("--style", args.style)):
         if path is not None and not Path(path).is_file():
             raise InputError(f"{key} {path}: not found")
-    if spec is not None:  # the maps against the header's spec: a bad map costs no model load
-        check_maps(args, spec, folder)
+    if kind == "native":  # the maps against the header's spec: a bad map costs no torch import, no weights read
+        check_maps(args, spec, folder)  # (graphs and engines open in a moment: the file's own errors come first)
     return kind, spec, folder
 
 
