@@ -135,7 +135,8 @@ def test_graphs_and_engines_are_not_named_like_pictures(files, tmp_path, command
 
 
 def test_convert_refuses_a_name_of_another_kind_and_keeps_any_other(tmp_path):
-    one_line(*cli("convert", tmp_path / "G.pth", "--preset", "coco", "-o", tmp_path / "m.png"), "m.png", "a picture", "m.safetensors")
+    status, err = cli("convert", tmp_path / "G.pth", "--preset", "coco", "-o", tmp_path / "m.png")
+    one_line(status, err, "m.png", "a picture", "m.safetensors")
 
 
 # ---- cheap checks come first: nothing heavy is imported for them ----------------------------------------
@@ -216,8 +217,11 @@ def test_header_gmacs_and_parameters_match_a_pytorch_forward(preset_kw, tmp_path
     assert describe_model(path)["parameters"] == count_parameters(load_model(path).generator)
 
 
-@pytest.mark.parametrize("norms", [("spectralspadesyncbatch3x3", "spectralinstance"), ("spadeinstance5x5", "batch"),
-                                   ("spectralspadebatch3x3", "spectralnone"), ("spadesyncbatch3x3", "none")])  # fmt: skip
+NORMS = [("spectralspadesyncbatch3x3", "spectralinstance"), ("spadeinstance5x5", "batch"),
+         ("spectralspadebatch3x3", "spectralnone"), ("spadesyncbatch3x3", "none")]  # fmt: skip
+
+
+@pytest.mark.parametrize("norms", NORMS)
 @pytest.mark.parametrize("upsampling", ["normal", "more", "most"])
 @pytest.mark.parametrize("vae", [False, True])
 def test_header_tensor_shapes_match_the_pytorch_state_dicts(norms, upsampling, vae):
@@ -227,8 +231,8 @@ def test_header_tensor_shapes_match_the_pytorch_state_dicts(norms, upsampling, v
     from spade_rt.model.native_format import expected_tensors
 
     for preset, crop in (("coco", 256), ("cityscapes", 512)):
-        cfg = GeneratorConfig.from_preset(preset, ngf=4, crop_size=crop, use_vae=vae, has_encoder=vae,
-                                          norm_G=norms[0], norm_E=norms[1], num_upsampling_layers=upsampling)  # fmt: skip
+        options = dict(norm_G=norms[0], norm_E=norms[1], num_upsampling_layers=upsampling)
+        cfg = GeneratorConfig.from_preset(preset, ngf=4, crop_size=crop, use_vae=vae, has_encoder=vae, **options)
         assert expected_tensor_shapes(cfg) == expected_tensors(cfg)
 
 

@@ -49,9 +49,12 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-SLOW = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# the longer profile runs in CI too (the suite runs `slow` tests): sized to about two minutes there; set
+# SPADE_RT_CONTRACT_EXAMPLES for a longer hunt (examples per command; the API gets five times as many)
+LONG = int(os.environ.get("SPADE_RT_CONTRACT_EXAMPLES", "40"))
+SLOW = settings(max_examples=LONG, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 API_FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None)
-API_SLOW = settings(max_examples=600, deadline=None, database=None)
+API_SLOW = settings(max_examples=5 * LONG, deadline=None, database=None)
 
 
 # ---- the inputs every example may use (read only; a snapshot proves it) ----------------------------------
@@ -92,7 +95,7 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
 
 # ---- argument vectors -------------------------------------------------------------------------------------
 # names: I/x is the inputs folder's x, W/x is x in the example's working directory (made fresh each time,
-# holding an existing picture W/exists.png and an existing folder W/exists_dir)
+# holding an existing picture W/exists.png and an existing folder W/exists_dir), C the session's cache
 MODELS = ["I/m.safetensors", "I/vae.safetensors", "I/g.onnx", "I/dyn.onnx", "I/fp16.onnx", "I/missing.onnx",
           "I/text.txt", "I/a_folder"]
 OUTS = ["W/out.png", "W/out.npy", "W/out.onnx", "W/out.engine", "W/out.safetensors", "W/out.txt", "W/out",
@@ -127,7 +130,7 @@ ARGV = {
     "demo": with_positional(
         "demo",
         opts={"-o": OUTS, "--seed": SEEDS, "--count": ["0", "1", "2", "17"], "--backend": ["onnxruntime", "torch"],
-              "--cache-dir": ["W/cache"]},
+              "--cache-dir": ["C"]},
     ),
     "synthesize": with_positional(
         "synthesize",
@@ -205,7 +208,10 @@ COVERED = ("demo", "synthesize", "export", "build", "convert", "info", "inspect"
 
 
 def resolve(argv: list[str], inputs: Path, work: Path) -> list[str]:
-    return [str(inputs / a[2:]) if a.startswith("I/") else str(work / a[2:]) if a.startswith("W/") else a for a in argv]
+    """I/x, W/x -> paths; C -> the session's cache, where the demo graph already is."""
+    cache = os.environ["SPADE_RT_CACHE"]
+    return [str(inputs / a[2:]) if a.startswith("I/") else str(work / a[2:]) if a.startswith("W/") else
+            cache if a == "C" else a for a in argv]  # fmt: skip
 
 
 def promised(argv: list[str], stdout: str) -> list[Path]:
