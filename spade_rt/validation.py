@@ -310,17 +310,21 @@ def check_model_options(
     if spec is None:
         return
     if not spec.use_vae:
-        given = [voice.name(k) for k, v in (("z", z), ("seed", seed), ("style", style)) if v is not None]
-        if given:
-            raise ConfigError(
-                f"{name} is not a VAE model: it takes no {', '.join(given)} (its pictures depend on the labels only)"
-            )
+        _refuse_style_inputs(name, voice, z=z, seed=seed, style=style)
     if style is not None and (kind != "native" or not spec.extra.get("has_encoder", True)):
         raise ConfigError(
             f"{voice.name('style')} needs a spade-rt model with a style encoder; {name} is "
             f"{_kind_words(kind) if kind != 'native' else 'a spade-rt model without one'} (give "
             f"{voice.name('z')} or {voice.name('seed')} instead)"
         )
+
+
+def _refuse_style_inputs(name: str, voice: Voice, error: type = ConfigError, **given: Any) -> None:
+    """A model without z (not a VAE model) refuses every input that chooses a style: the same words everywhere."""
+    named = [voice.name(k) for k, v in given.items() if v is not None]
+    if named:
+        given_words = ", ".join(named)
+        raise error(f"{name} is not a VAE model: it takes no {given_words} (its pictures depend on the labels only)")
 
 
 def _kind_words(kind: str) -> str:
@@ -363,7 +367,9 @@ def check_z(z: Any, n: int, z_dim: int, voice: Voice = API) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_call_options(spec: Any, *, z: Any, seed: Any, output: Any, resize: Any, voice: Voice = API) -> None:
+def check_call_options(
+    spec: Any, *, z: Any, seed: Any, output: Any, resize: Any, voice: Voice = API, name: str = "this model"
+) -> None:
     """The keyword arguments of a ``Synthesizer`` call, before any array is touched."""
     if output not in ("uint8", "float"):
         raise InputError(f"{voice.say('output', output)}: expected 'uint8' or 'float'")
@@ -371,9 +377,7 @@ def check_call_options(spec: Any, *, z: Any, seed: Any, output: Any, resize: Any
         raise InputError(f"{voice.say('resize', resize)}: expected True or False")
     check_seed(seed, voice)
     if not spec.use_vae:
-        given = [voice.name(k) for k, v in (("z", z), ("seed", seed)) if v is not None]
-        if given:
-            raise InputError(f"this model is not a VAE model: it takes no {', '.join(given)}")
+        _refuse_style_inputs(name, voice, InputError, z=z, seed=seed)
     if output == "float" and spec.output == "uint8":
         raise InputError(f"{voice.say('output', 'float')}: this graph was exported with --output uint8 (RGB only)")
 

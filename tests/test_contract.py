@@ -257,6 +257,12 @@ def test_the_same_mistake_gets_the_same_message_from_cli_and_api(files, tmp_path
         synth.make_z(1, -5)
     assert line.split("--seed -5")[1] == str(exc.value).split("seed=-5")[1]
 
+    base = ["synthesize", files["plain"], "--labels", files["dir"] / "map.png", "-o", tmp_path / "a.png"]
+    line = one_line(*cli(*base, "--seed", "3"))
+    with Synthesizer(files["plain"]) as synth, pytest.raises(InputError) as exc:
+        synth(np.zeros((64, 64), np.uint8), seed=3)
+    assert line.split("error: ")[1].replace("--seed", "seed=") == str(exc.value)
+
     line = one_line(*cli("export", files["plain"], "-o", tmp_path / "x.onnx", "--opset", "99"))
     folded = fold_generator(build_generator(load_model(files["plain"])))
     with pytest.raises(ExportError) as exc:

@@ -46,6 +46,7 @@ class Synthesizer:
 
     def __init__(self, model: str | Path, backend: str = "auto", **backend_options) -> None:
         self.backend = open_backend(model, backend, **backend_options)
+        self.name = Path(model).name  # how messages name the model
         self.spec: ModelSpec = self.backend.spec
         self._lock = threading.Lock()
 
@@ -103,7 +104,7 @@ class Synthesizer:
         Graphs exported with a dynamic size take any multiple of their cell size as it is, never resized.
         """
         # the same checks as `spade-rt synthesize` (spade_rt.validation), in keyword-argument words
-        check_call_options(self.spec, z=z, seed=seed, output=output, resize=resize, voice=API)
+        check_call_options(self.spec, z=z, seed=seed, output=output, resize=resize, voice=API, name=self.name)
         labels = check_label_array(labels, self.spec, API)
         single = labels.ndim == 2
         ids, e = prepare_inputs(
