@@ -383,3 +383,22 @@ def test_training_a_batch_norm_model_on_one_value_per_channel_is_refused_before_
                       "--steps", "1", "--out", tmp_path / "run")  # fmt: skip
     one_line(status, err, "--batch-size 1", "1x1", "--norm-G")
     assert not (tmp_path / "run").exists()
+
+
+def test_graph_metadata_is_read_without_onnx_as_onnx_reads_it(files, tmp_path):
+    """peek_spec reads a graph's spec from its metadata with a small protobuf walk: the onnx package agrees."""
+    import onnx
+
+    from spade_rt.commands.common import peek_spec
+    from spade_rt.runtime.onnx_meta import read_onnx_metadata
+
+    for graph in (files["dyn"], files["fp16"]):
+        want = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
+        assert read_onnx_metadata(graph) == want
+        kind, spec = peek_spec(graph)
+        with Synthesizer(graph) as synth:
+            assert kind == "onnx" and spec == synth.spec
+    junk = tmp_path / "junk.onnx"
+    for data in (b"", b"\x08", np.random.default_rng(1).bytes(256), graph.read_bytes()[:100]):
+        junk.write_bytes(data)
+        assert read_onnx_metadata(junk) in (None, {})
