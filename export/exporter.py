@@ -19,6 +19,7 @@ from spade_rt.export.onnx_graph import GraphOptions, build_graph
 from spade_rt.export.verify import verify_graph
 from spade_rt.io_utils import atomic_path, check_output_file
 from spade_rt.model.costs import generator_macs
+from spade_rt.model.header import model_config
 from spade_rt.model.native_format import build_generator, load_model
 from spade_rt.runtime.spec import report_path
 
@@ -33,13 +34,17 @@ def export_model(
     verify: bool = True,
     verify_samples: int = 2,
     verify_labels=(),
+    announce: bool = True,
 ) -> dict:
     """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure.
 
-    Both output paths are checked first (not a folder, in a writable place), before any work."""
+    Both output paths are checked first (not a folder, in a writable place), then every option against the
+    model's header, before any weight is read. ``announce=False``: the "wrote" line goes to the debug log
+    (for a caller that writes the graph somewhere temporary and announces the final place itself)."""
     t0 = time.perf_counter()
     check_output_file(output, "output")
     check_output_file(report_path(Path(output)), "report")
+    options.check(model_config(model_path))  # header only: cheap mistakes before the weights are read
     native = load_model(model_path)
     net = build_generator(native)
     folded = fold_generator(net)
@@ -108,7 +113,7 @@ def export_model(
     with atomic_path(output) as tmp_onnx, atomic_path(report_path(output)) as tmp_json:
         tmp_onnx.write_bytes(data)
         tmp_json.write_text(json.dumps(report, indent=2) + "\n")
-    log.info(
+    (log.info if announce else log.debug)(
         "wrote %s (%.1f MB, %s, %.1f GMACs/image vs %.1f in the original formulation)",
         output,
         len(data) / 1e6,

@@ -22,16 +22,15 @@ import onnx
 from onnx import TensorProto, helper
 
 from spade_rt import __version__
-from spade_rt.errors import ExportError
+from spade_rt.errors import ConfigError, ExportError
 from spade_rt.export.folding import FoldedBlock, FoldedGenerator, FoldedSPADE
 from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
 from spade_rt.labels import LabelSpec
-from spade_rt.limits import INT_RANGES, MAX_OUTPUT_SIDE
+from spade_rt.model.config import GeneratorConfig
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, ModelSpec, Z
+from spade_rt.validation import API, ModelShape, check_graph_options
 
 DEDUP_MIN_PIXELS = 128 * 128  # below this a resolution's dense conv is cheaper than the patch bookkeeping
-DEDUP_MAX_CELLS = 1 << 21  # patch ids are packed three to an int64: every grid must stay below 2^21 cells
-SUPPORTED_OPSETS = range(17, 21)  # 17..20: ONNX Runtime >= 1.16, TensorRT 10 / TensorRT-RTX
 FP16_MAX = 65504.0
 
 
@@ -56,53 +55,18 @@ class GraphOptions:
     lookup: str = "gather"
 
     def validate(self, folded: FoldedGenerator) -> tuple[int, int]:
-        cfg = folded.config
-        if self.precision not in ("fp32", "fp16"):
-            raise ExportError(f"precision {self.precision!r} is not supported: expected fp32 or fp16")
-        if self.output not in ("float", "uint8"):
-            raise ExportError(f"output {self.output!r} is not supported: expected float or uint8")
-        if self.opset not in SUPPORTED_OPSETS:
-            raise ExportError(
-                f"opset {self.opset} is not supported: expected {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}"
-            )
-        lo, opt, hi = self.batch
-        if not 1 <= lo <= opt <= hi:
-            raise ExportError(f"batch range {lo}:{opt}:{hi} must satisfy 1 <= MIN <= OPT <= MAX")
-        h, w = self.size or cfg.output_hw
-        top = INT_RANGES["max_batch"][1]  # what every loader accepts (spade_rt.runtime.spec.check_spec_values)
-        if hi > top or max(h, w) > MAX_OUTPUT_SIDE:
-            raise ExportError(
-                f"batch up to {hi} at {h}x{w}: spade-rt loads graphs of batch up to {top} and sizes up to "
-                f"{MAX_OUTPUT_SIDE}x{MAX_OUTPUT_SIDE}"
-            )
-        cell = 2**cfg.num_up
-        if h % cell or w % cell:
-            raise ExportError(
-                f"size {h}x{w} is not a multiple of {cell} "
-                f"(2^{cfg.num_up} for {cfg.num_upsampling_layers!r} upsampling)"
-            )
-        if (self.dynamic or (h, w) != cfg.output_hw) and cfg.use_vae:
-            raise ExportError(
-                f"a VAE model's linear fc fixes its size to {cfg.output_hw[0]}x{cfg.output_hw[1]}: "
-                "--size/--dynamic are for models with a convolutional fc"
-            )
-        if self.graph not in ("static", "dedup"):
-            raise ExportError(f"graph {self.graph!r} is not supported: expected static or dedup")
-        if self.index_pad not in ("int32", "float"):
-            raise ExportError(f"index pad {self.index_pad!r} is not supported: expected int32 or float")
-        if self.lookup not in ("gather", "onehot"):
-            raise ExportError(f"lookup {self.lookup!r} is not supported: expected gather or onehot")
-        if self.lookup == "onehot" and self.graph == "dedup":
-            raise ExportError("--lookup onehot is a formulation of the static graph (dedup gathers per patch)")
-        if self.graph == "dedup":
-            if self.precision != "fp32" or self.dynamic:
-                raise ExportError("--graph dedup is an fp32, fixed-size graph for ONNX Runtime on CPUs")
-            if hi * (h + 4) * (w + 4) >= DEDUP_MAX_CELLS:
-                raise ExportError(
-                    f"--graph dedup packs patch ids into int64: batch {hi} x {h}x{w} is too large "
-                    f"(batch x (H+4) x (W+4) must stay below {DEDUP_MAX_CELLS}); lower --batch MAX"
-                )
-        return h, w
+        """The graph's (H, W), after every option is checked against the model (``check``)."""
+        return self.check(folded.config)
+
+    def check(self, cfg: GeneratorConfig) -> tuple[int, int]:
+        """Every option against a model's config (which its header alone gives): the same function `spade-rt
+        export` calls before importing torch (spade_rt.validation.check_graph_options), so the same mistake
+        gets the same message, here in keyword-argument words. Returns the graph's (H, W)."""
+        shape = ModelShape(cfg.output_hw, 2**cfg.num_up, cfg.num_upsampling_layers, cfg.use_vae)
+        try:
+            return check_graph_options(**asdict(self), model=shape, voice=API)
+        except ConfigError as exc:
+            raise ExportError(str(exc)) from None
 
 
 def model_spec(folded: FoldedGenerator, options: GraphOptions, hw: tuple[int, int], extra: dict) -> dict:

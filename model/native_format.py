@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,25 +25,38 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from spade_rt import __version__
-from spade_rt.errors import ConfigError, ModelFormatError
+from spade_rt.errors import ModelFormatError
 from spade_rt.io_utils import atomic_path
-from spade_rt.limits import MAX_HEADER_BYTES, shown
 from spade_rt.model.config import GeneratorConfig
+from spade_rt.model.header import (  # the header is read torch-free (spade-rt info, argument checks)
+    DTYPE_BYTES,
+    FORMAT,
+    FORMAT_VERSION,
+    HeaderTensor,
+    check_tensors,
+    read_config,
+    read_model_metadata,
+    read_safetensors_header,
+    resolve_model_path,
+)
 from spade_rt.model.networks import ConvEncoder, SPADEGenerator
 from spade_rt.model.original_checkpoint import StateDict, load_strict
-from spade_rt.runtime.model_kind import KINDS, NATIVE_SUFFIX, RUN_LATEST, model_kind
 
 log = logging.getLogger(__name__)
-
-FORMAT = "spade-rt-model"
-FORMAT_VERSION = 1
-# safetensors dtypes and their sizes; weights may be stored in any float type, counters as integers
-DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "U64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-}  # fmt: skip
-FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
-INT_DTYPES = ("I64", "I32")
+__all__ = [
+    "DTYPE_BYTES",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "HeaderTensor",
+    "NativeModel",
+    "build_encoder",
+    "build_generator",
+    "load_model",
+    "read_model_metadata",
+    "read_safetensors_header",
+    "resolve_model_path",
+    "save_model",
+]
 
 
 @dataclass
@@ -55,21 +66,6 @@ class NativeModel:
     encoder: StateDict | None = None
     source: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A model file, a run directory (-> its latest.safetensors), or a name whose .safetensors exists."""
-    p = Path(path)
-    if p.is_dir() and (p / RUN_LATEST).is_file():
-        return p / RUN_LATEST
-    if not p.exists() and p.with_name(p.name + NATIVE_SUFFIX).is_file():
-        return p.with_name(p.name + NATIVE_SUFFIX)
-    if not p.is_file():
-        raise ModelFormatError(f"model not found: {p}")
-    kind = model_kind(p)  # an original .pth: "convert it first"; a graph or an engine: say which
-    if kind != "native":
-        raise ModelFormatError(f"{p} is {KINDS[kind].what}, not a spade-rt model; this command takes spade-rt models")
-    return p
 
 
 def save_model(path: str | Path, model: NativeModel) -> Path:
@@ -91,104 +87,6 @@ def save_model(path: str | Path, model: NativeModel) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class HeaderTensor:
-    """One tensor as the safetensors header describes it (nothing read or allocated yet)."""
-
-    dtype: str  # safetensors dtype name: F32, F16, I64 ...
-    shape: tuple[int, ...]
-    begin: int  # byte offsets in the data section
-    end: int
-
-
-def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, HeaderTensor]]:
-    """(metadata, tensors) from the 8-byte length and the JSON header alone, checked against the file size.
-
-    The header is capped at ``MAX_HEADER_BYTES``; every tensor must have a known dtype, a shape whose bytes
-    equal its offsets, and the tensors must tile the data section exactly. Nothing else is read.
-    """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            n = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
-            if n < 0 or n > size - 8:
-                raise ModelFormatError(
-                    f"{path} is not a safetensors file: its header length {n} does not fit in its {size} bytes"
-                )
-            if n > MAX_HEADER_BYTES:
-                raise ModelFormatError(
-                    f"{path}: its safetensors header is {n} bytes; at most {MAX_HEADER_BYTES} are accepted"
-                )
-            raw = f.read(n)
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        header = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ModelFormatError(f"{path}: its safetensors header is not valid JSON ({shown(str(exc), 120)})") from None
-    if not isinstance(header, dict):
-        raise ModelFormatError(f"{path}: its safetensors header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise ModelFormatError(f"{path}: its safetensors __metadata__ is not a map of strings")
-    data_bytes = size - 8 - n
-    tensors: dict[str, HeaderTensor] = {}
-    for name, info in header.items():
-        what = f"{path}: tensor {shown(name)}"
-        if not isinstance(info, dict) or info.get("dtype") not in DTYPE_BYTES:
-            dtype = info.get("dtype") if isinstance(info, dict) else info
-            raise ModelFormatError(f"{what} has dtype {shown(dtype)}: expected one of {', '.join(DTYPE_BYTES)}")
-        shape, offsets = info.get("shape"), info.get("data_offsets")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_count(d) for d in shape):
-            raise ModelFormatError(f"{what} has shape {shown(shape)}: expected a list of at most 8 sizes >= 0")
-        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
-            raise ModelFormatError(f"{what} has data_offsets {shown(offsets)}: expected [begin, end]")
-        nbytes = math.prod(shape) * DTYPE_BYTES[info["dtype"]]
-        if offsets[1] - offsets[0] != nbytes or offsets[1] > data_bytes:
-            raise ModelFormatError(
-                f"{what} ({info['dtype']} {shape}, {nbytes} bytes) does not match its offsets {offsets} in a "
-                f"{data_bytes}-byte data section"
-            )
-        tensors[name] = HeaderTensor(info["dtype"], tuple(shape), offsets[0], offsets[1])
-    end = 0
-    for t in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
-        if t.begin != end:
-            break
-        end = t.end
-    if end != data_bytes:
-        raise ModelFormatError(
-            f"{path}: its tensors do not tile the {data_bytes}-byte data section (overlap, gap or trailing bytes "
-            f"after byte {end}): the file is truncated or was not written by safetensors"
-        )
-    return meta, tensors
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
-
-
-def _check_format(path: Path, meta: dict[str, str]) -> None:
-    if meta.get("format") != FORMAT:
-        raise ModelFormatError(
-            f"{path} is a safetensors file but not a spade-rt model (no '{FORMAT}' header); convert original "
-            "checkpoints with `spade-rt convert latest_net_G.pth --preset P -o MODEL.safetensors`"
-        )
-    version = meta.get("format_version", "0")
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path} has format version {shown(version)}; this spade-rt reads versions 1..{FORMAT_VERSION}: upgrade"
-        )
-
-
-def read_model_metadata(path: str | Path) -> dict[str, str]:
-    """The header metadata of a spade-rt model (format, config, source ...), from its header only."""
-    path = resolve_model_path(path)
-    meta, _ = read_safetensors_header(path)
-    _check_format(path, meta)
-    return meta
-
-
 def expected_tensors(config: GeneratorConfig) -> dict[str, tuple[tuple[int, ...], bool]]:
     """name -> (shape, floating point?) of every tensor a model of ``config`` stores, without allocating.
 
@@ -204,33 +102,6 @@ def expected_tensors(config: GeneratorConfig) -> dict[str, tuple[tuple[int, ...]
         for prefix, net in nets.items()
         for k, v in net.state_dict().items()
     }
-
-
-def check_tensors(path: Path, config: GeneratorConfig, tensors: dict[str, HeaderTensor]) -> None:
-    """The header's tensors against what ``config`` needs: names, shapes, dtypes. ModelFormatError naming one."""
-    expected = expected_tensors(config)
-    unexpected = [k for k in tensors if k not in expected]
-    missing = [k for k in expected if k not in tensors]
-    if unexpected or missing:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(map(shown, unexpected[:3]))}")
-        raise ModelFormatError(
-            f"{path}: its tensors do not fit its config (ngf {config.ngf}, {config.describe_channels()}): "
-            + "; ".join(parts)
-        )
-    for name, (shape, floating) in expected.items():
-        t = tensors[name]
-        if t.shape != shape:
-            raise ModelFormatError(
-                f"{path}: tensor {name} has shape {list(t.shape)}, its config (ngf {config.ngf}, "
-                f"{config.describe_channels()}) needs {list(shape)}"
-            )
-        accepted = FLOAT_DTYPES if floating else INT_DTYPES
-        if t.dtype not in accepted:
-            raise ModelFormatError(f"{path}: tensor {name} is {t.dtype}, expected {' or '.join(accepted)}")
 
 
 def check_finite(path: Path, model: NativeModel) -> None:
@@ -251,13 +122,7 @@ def load_model(path: str | Path) -> NativeModel:
     before any tensor is read; NaN/inf weights are refused after reading, before any use."""
     path = resolve_model_path(path)
     meta, tensors = read_safetensors_header(path)
-    _check_format(path, meta)
-    try:
-        config = GeneratorConfig.from_dict(json.loads(meta["config"]))
-    except ConfigError as exc:
-        raise ModelFormatError(f"{path}: its config header is refused: {exc}") from None
-    except (KeyError, ValueError, RecursionError, TypeError) as exc:
-        raise ModelFormatError(f"{path}: its config header is unreadable ({shown(str(exc), 120)})") from None
+    config = read_config(path, meta)
     try:
         source = json.loads(meta.get("source", "{}"))
     except (ValueError, RecursionError):

@@ -15,6 +15,7 @@ from PIL import Image
 from spade_rt.errors import InputError
 from spade_rt.labels import open_image
 from spade_rt.limits import pixel_limit
+from spade_rt.model.header import spec_of
 from spade_rt.model.native_format import build_encoder, build_generator, load_model
 from spade_rt.model.semantics import semantics_from_numpy
 from spade_rt.runtime.backend import Backend, StageTimes
@@ -33,7 +34,7 @@ class TorchBackend(Backend):
         if self.encoder is not None:
             self.encoder.to(self.device)
         cfg = self.config
-        self.spec = ModelSpec(preset=cfg.preset, labels=cfg.label_spec, use_vae=cfg.use_vae, z_dim=cfg.z_dim)
+        self.spec: ModelSpec = spec_of(cfg)  # the same spec the header alone gives (spade_rt.model.header)
         self.last_times = StageTimes()
 
     @torch.inference_mode()

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from spade_rt.errors import InputError, LabelError
 from spade_rt.limits import MAX_PIXELS_ENV, pixel_limit
 from spade_rt.presets import DONTCARE_STORED_ID, Preset, output_size
+from spade_rt.validation import API, Voice
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,9 @@ def instance_edges(inst: np.ndarray) -> np.ndarray:
     return edge.astype(np.uint8)
 
 
-def check_label_ids(ids: np.ndarray, num_label_ids: int, source: str = "label map") -> None:
-    """Raise LabelError naming the first unknown id and how many pixels carry it."""
+def check_label_ids(ids: np.ndarray, num_label_ids: int, source: str = "label map", no_dontcare: bool = False) -> None:
+    """Raise LabelError naming the first unknown ids and how many pixels carry them. ``no_dontcare``: the model
+    has no dontcare id, so stored 255 ("unlabeled" in the SPADE datasets) is not mapped and is named as such."""
     if ids.size == 0:
         raise LabelError(f"{source} is empty")
     lo, hi = int(ids.min()), int(ids.max())
@@ -202,8 +204,12 @@ def check_label_ids(ids: np.ndarray, num_label_ids: int, source: str = "label ma
     values, counts = np.unique(bad, return_counts=True)
     shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:5].tolist(), counts[:5].tolist()))
     more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+    why = ""
+    if no_dontcare and DONTCARE_STORED_ID in values:
+        why = f" (id {DONTCARE_STORED_ID} is 'unlabeled' in the SPADE datasets: this model has no dontcare id for it)"
     raise LabelError(
-        f"{source} holds label id(s) the model does not know: {shown}{more}; accepted ids are 0..{num_label_ids - 1}"
+        f"{source} holds label id(s) the model does not know: {shown}{more}; accepted ids are "
+        f"0..{num_label_ids - 1}{why}"
     )
 
 
@@ -222,6 +228,7 @@ def prepare_label_ids(
     resize: bool = True,
     source: str = "label map",
     dynamic_multiple: int | None = None,
+    voice: Voice = API,
 ) -> np.ndarray:
     """Stored ids (H, W) or (N, H, W) -> model ids of the same rank, in ``spec.id_dtype``, checked.
 
@@ -239,13 +246,13 @@ def prepare_label_ids(
     elif (h, w) != (spec.height, spec.width):
         if not resize:
             raise InputError(
-                f"{source}: {h}x{w}, but the model takes {spec.height}x{spec.width} "
-                "(allow resizing, resize=True, or resize it yourself with NEAREST)"
+                f"{source}: {h}x{w}, but the model takes {spec.height}x{spec.width}: {voice.resize_refused()}"
             )
         log.debug("resizing %s %dx%d -> %dx%d (nearest)", source, h, w, spec.height, spec.width)
         batch = np.stack([resize_nearest(b, spec.height, spec.width) for b in batch])
-    batch = map_dontcare(batch, spec.label_nc)
-    check_label_ids(batch, spec.num_label_ids, source)
+    if spec.contain_dontcare_label:  # without a dontcare id, a stored 255 stays 255 and is refused as such
+        batch = map_dontcare(batch, spec.label_nc)
+    check_label_ids(batch, spec.num_label_ids, source, no_dontcare=not spec.contain_dontcare_label)
     out = np.ascontiguousarray(batch.astype(spec.id_dtype, copy=False))
     return out if ids.ndim == 3 else out[0]
 
@@ -289,6 +296,7 @@ def prepare_inputs(
     dynamic_multiple: int | None = None,
     source: str = "labels",
     instance_source: str = "instance map",
+    voice: Voice = API,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored label ids (+ instance map or edge map) -> (model ids, edges or None), same rank as ``labels``.
 
@@ -296,7 +304,7 @@ def prepare_inputs(
     ``instance`` after its resize, else the label map's own boundaries (what interactive GauGAN front-ends
     do). Models without one refuse both.
     """
-    ids = prepare_label_ids(labels, spec, resize, source, dynamic_multiple)
+    ids = prepare_label_ids(labels, spec, resize, source, dynamic_multiple, voice)
     if not spec.use_instance:
         if instance is not None or edges is not None:
             raise InputError("this model takes no instance map or edges")
@@ -328,13 +336,16 @@ def load_inputs(
     *,
     note_missing_instance: bool = True,
     max_pixels: int | None = None,
+    dynamic_multiple: int | None = None,
+    voice: Voice = API,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label PNG (+ instance PNG) -> (ids (H, W), edges (H, W) uint8 or None), ready for any backend.
 
     Files are read here; everything else is ``prepare_inputs``. A model that takes instance edges but gets
     no instance map uses the label map's own boundaries; the log says so (unless ``note_missing_instance``
     is False: callers reading many maps say it once themselves). Colour-coded label maps are decoded with
-    ``palette``. Maps larger than ``max_pixels`` are refused from their header (default: 16 times the
+    ``palette``. A graph with a dynamic size (``dynamic_multiple``) takes the map at its own size, as
+    ``Synthesizer`` does. Maps larger than ``max_pixels`` are refused from their header (default: 16 times the
     model's size, at least 4096 x 4096, or ``$SPADE_RT_MAX_PIXELS``; see ``spade_rt.limits.pixel_limit``).
     """
     limit = pixel_limit(spec.height, spec.width, max_pixels)
@@ -349,6 +360,8 @@ def load_inputs(
         resize=resize,
         source=f"label map {labels}",
         instance_source=f"instance map {instance}",
+        dynamic_multiple=dynamic_multiple,
+        voice=voice,
     )  # notes come after the checks: a bad map gets its one error line, nothing before it
     if spec.use_instance and instance is None and note_missing_instance:
         log.info("no instance map given: using the label map's boundaries as instance edges")

@@ -129,4 +129,4 @@ def test_recipe_builds_a_uint8_engine_from_a_model(tmp_path, monkeypatch):
     report = json.loads((built / "ade20k-256-fp16.onnx.json").read_text())
     assert report["verification"]["max_abs_levels"] <= 4  # fp16 uint8 vs the reference's tensor2im
     proc = run_cli("build", tmp_path / "m.safetensors", "--recipe", "coco-256-fp16", check=False)
-    assert proc.returncode == 1 and "recipe coco-256-fp16 is for preset coco" in proc.stderr
+    assert proc.returncode == 1 and "--recipe coco-256-fp16 is for coco models" in proc.stderr

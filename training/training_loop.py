@@ -106,6 +106,7 @@ def training_loop(
 
     # configuration and data: everything that can be wrong fails here, before any step
     cfg = generator_config(o.network)
+    _check_batch_statistics(cfg, o.optim.batch_size, info.world_size)
     saved_options = _check_run_dir(run, flat, resume)
     dataset = build_dataset_for(cfg, o)
     order = BatchOrder(len(dataset), o.optim.batch_size, o.optim.seed)
@@ -373,6 +374,19 @@ def _check_options(o: dict[str, Any]) -> None:
         raise ConfigError(f"dtype must be float32 or float64, got {o['dtype']!r}")
     if o["lr"] <= 0:
         raise ConfigError(f"lr must be > 0, got {o['lr']}")
+
+
+def _check_batch_statistics(cfg: GeneratorConfig, batch_size: int, world_size: int) -> None:
+    """Batch norm in training needs more than one value per channel: the first feature map (sh x sw) of a small
+    crop times the batch of one process must hold two at least (else torch fails at the first step)."""
+    sh, sw = cfg.latent_hw
+    per_process = max(1, batch_size // max(1, world_size))
+    if cfg.param_free_norm == "batch" and per_process * sh * sw < 2:
+        raise ConfigError(
+            f"--batch-size {batch_size} with --crop-size {cfg.crop_size} gives batch norm one value per channel on "
+            f"the generator's first {sh}x{sw} map ({per_process} per process): expected --batch-size 2 or more per "
+            "process, a larger --crop-size, or an instance-norm --norm-G (e.g. spectralspadeinstance3x3)"
+        )
 
 
 def _check_run_dir(run: Path, options: dict[str, Any], resume: bool) -> dict[str, Any] | None:

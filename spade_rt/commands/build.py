@@ -7,12 +7,12 @@ from pathlib import Path
 
 from spade_rt.commands.common import parse_bytes, require_toolchain
 from spade_rt.errors import InputError
+from spade_rt.validation import CLI, check_model_output, check_recipe_preset
 
 
 def run(args: argparse.Namespace) -> int:
     require_toolchain("build", ("onnx",))
     from spade_rt.cache import built_dir
-    from spade_rt.engines.build import build_engine
     from spade_rt.engines.recipes import get_recipe
     from spade_rt.io_utils import check_output_file
     from spade_rt.runtime.model_kind import model_kind
@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
 
     built = built_dir(args.cache_dir)
     source = Path(args.input)
+    if args.destination:  # before anything else: the suffix and the folder of -o
+        check_model_output(args.destination, "engine", "destination", CLI)
     kind = model_kind(source)
     if kind == "engine":
         raise InputError(f"{source} is already an engine: build takes an ONNX graph or a spade-rt model")
@@ -30,18 +32,19 @@ def run(args: argparse.Namespace) -> int:
     if kind == "native":  # export first, with the recipe's options
         if recipe is None:
             raise InputError("building from a spade-rt model needs --recipe (e.g. ade20k-256-fp16); or export first")
+        from spade_rt.model.header import model_config  # torch-free: the preset before torch is imported
+
+        check_recipe_preset(recipe.name, recipe.preset, source, model_config(source).preset)
         require_toolchain("build")
         from spade_rt.export.exporter import export_model
         from spade_rt.export.onnx_graph import GraphOptions
-        from spade_rt.model.native_format import load_model
 
-        preset = load_model(source).config.preset
-        if preset != recipe.preset:
-            raise InputError(f"recipe {recipe.name} is for preset {recipe.preset}; {source} is a {preset} model")
         source = recipe.onnx_path(built)
         export_model(args.input, source, GraphOptions(recipe.precision, recipe.output, recipe.batch, recipe.size))
     elif recipe is not None:
         raise InputError("--recipe applies to spade-rt models; an ONNX graph already fixes its options")
+    from spade_rt.engines.build import build_engine  # onnx and TensorRT: after every check
+
     build_engine(
         source,
         destination,

@@ -64,9 +64,9 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spade_rt.io_utils import check_output_file
+    from spade_rt.validation import CLI, check_model_output
 
-    check_output_file(args.output, "-o")  # before torch is even imported
+    check_model_output(args.output, "native", "output_path", CLI)  # before torch is even imported
     require_toolchain("convert")
     from spade_rt.model.convert import convert_checkpoint
 

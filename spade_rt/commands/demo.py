@@ -20,9 +20,10 @@ import numpy as np
 from PIL import Image
 
 from spade_rt.commands.common import require_toolchain
-from spade_rt.errors import ExportError, InputError
+from spade_rt.errors import ConfigError, ExportError, InputError
 from spade_rt.images import PICTURE_SUFFIXES
 from spade_rt.io_utils import atomic_path, check_output_dir, check_output_file
+from spade_rt.validation import CLI, check_int_option, check_seed
 
 log = logging.getLogger("spade_rt")
 
@@ -80,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.procedural import landscape_labels
     from spade_rt.runtime.synthesizer import Synthesizer
 
-    if not 1 <= args.count <= 16:
-        raise InputError(f"--count {args.count}: expected 1..16 scenes")
-    out = check_output_file(args.output, "-o", PICTURE_SUFFIXES)  # before the first export or run
+    out = check_demo_args(args)  # before the first export or run
     model = demo_model()
     source = model if args.backend == "torch" else demo_graph(model, built_dir(args.cache_dir))
     with Synthesizer(source) as synth:
@@ -112,6 +111,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_demo_args(args: argparse.Namespace) -> Path:
+    """Every argument of `spade-rt demo`, before anything is exported or run; returns the output path."""
+    check_int_option("count", args.count, 1, 16, CLI, "a number of scenes")
+    check_seed(args.seed, CLI, count=args.count)
+    if args.backend == "torch" and args.cache_dir is not None:
+        raise ConfigError("--cache-dir keeps the exported demo graph; --backend torch runs the model without one")
+    return check_output_file(args.output, "-o", PICTURE_SUFFIXES)
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
@@ -128,7 +136,7 @@ def register(sub) -> None:
         metavar="OUT.png",
         help="picture to write: .png (default demo.png), .jpg, .webp or .bmp",
     )
-    p.add_argument("--seed", type=int, default=0, help="first scene (each seed is a different landscape)")
+    p.add_argument("--seed", type=int, default=0, help="first scene, 0 or more (each seed is a different landscape)")
     p.add_argument("--count", type=int, default=4, help="scenes side by side, 1..16 (default 4)")
     p.add_argument(
         "--backend",

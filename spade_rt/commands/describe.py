@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from spade_rt.commands.common import print_info, require_toolchain
+from spade_rt.commands.common import print_info
 
 
 def run(args: argparse.Namespace) -> int:
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.registry import default_backend, load_attr
 
-    entry = default_backend(model_kind(args.model))
-    if entry.name == "torch":
-        require_toolchain(args.command, ("torch", "safetensors"))
+    entry = default_backend(model_kind(args.model))  # a spade-rt model: from its header, torch-free
     print_info(load_attr(entry, entry.describe)(args.model), args.json)
     return 0
 

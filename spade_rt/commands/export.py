@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from spade_rt.commands.common import parse_batch, parse_size, require_toolchain
+from spade_rt.errors import ConfigError, InputError
 
 
 def run(args: argparse.Namespace) -> int:
-    from spade_rt.io_utils import check_output_file
-    from spade_rt.runtime.spec import report_path
-
-    check_output_file(args.destination, "-o")  # before torch is even imported
-    check_output_file(report_path(args.destination), "report")
+    check_export_args(args)  # every argument, before torch is even imported
     require_toolchain("export")
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
@@ -33,10 +31,45 @@ def run(args: argparse.Namespace) -> int:
         args.destination,
         options,
         verify=not args.no_verify,
-        verify_samples=args.verify_samples,
+        verify_samples=2 if args.verify_samples is None else args.verify_samples,
         verify_labels=args.verify_labels,
     )
     return 0
+
+
+def check_export_args(args: argparse.Namespace) -> None:
+    """-o, the report beside it, the model's header (torch-free) and every graph option against it: the same
+    checks as ``GraphOptions`` (spade_rt.validation.check_graph_options), in flags."""
+    from spade_rt.io_utils import check_output_file
+    from spade_rt.model.header import model_config  # torch-free
+    from spade_rt.runtime.spec import report_path
+    from spade_rt.validation import CLI, ModelShape, check_graph_options, check_int_option, check_model_output
+
+    check_model_output(args.destination, "onnx", "destination", CLI)
+    check_output_file(report_path(args.destination), "report")
+    if args.no_verify and (args.verify_labels or args.verify_samples is not None):
+        given = "--verify-labels" if args.verify_labels else "--verify-samples"
+        raise ConfigError(f"{given} chooses what verification runs on; --no-verify turns verification off")
+    if args.verify_samples is not None:
+        check_int_option("verify_samples", args.verify_samples, 0, 64, CLI)
+    for png in args.verify_labels:
+        if not Path(png).is_file():
+            raise InputError(f"--verify-labels {png}: not found")
+    cfg = model_config(args.model)
+    shape = ModelShape(cfg.output_hw, 2**cfg.num_up, cfg.num_upsampling_layers, cfg.use_vae)
+    check_graph_options(
+        precision=args.precision,
+        output=args.output,
+        batch=args.batch,
+        size=args.size,
+        dynamic=args.dynamic,
+        opset=args.opset,
+        graph=args.graph,
+        index_pad=args.index_pad,
+        lookup=args.lookup,
+        model=shape,
+        voice=CLI,
+    )
 
 
 def register(sub) -> None:
@@ -106,6 +139,6 @@ def register(sub) -> None:
         metavar="PNG",
         help="your own label maps to verify on, besides the random ones",
     )
-    p.add_argument("--verify-samples", type=int, default=2, help="random label maps to verify on (default 2)")
+    p.add_argument("--verify-samples", type=int, help="random label maps to verify on, 0..64 (default 2)")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch (not recommended)")
     p.set_defaults(func=run)

@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 from spade_rt.commands.common import positive_int
-from spade_rt.errors import InputError, OutputError
+from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
 from spade_rt.runtime.registry import backend_names
+from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
 log = logging.getLogger("spade_rt")
 
@@ -18,16 +19,17 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.images import save_output
     from spade_rt.labels import load_inputs
     from spade_rt.palettes import palette_for
-    from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.synthesizer import Synthesizer
 
-    check_output(Path(args.labels), Path(args.output))  # before the model is even opened
-    options = {"rebuild": True} if args.rebuild and model_kind(args.model) == "engine" else {}
-    if args.trust_engine and model_kind(args.model) == "engine":
+    kind, _, folder = check_synthesize_args(args)  # every argument, before the model is opened
+    options = {"rebuild": True} if args.rebuild else {}
+    if args.trust_engine:
         options["trust_engine"] = True
     with Synthesizer(args.model, backend=args.backend, **options) as synth:
         spec = synth.spec
+        check_model_options(spec, args.model, kind, seed=args.seed, z=args.z, style=args.style, voice=CLI)
         palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
+        dynamic = spec.size_multiple if spec.dynamic_size else None  # as Synthesizer: any multiple, never resized
         z = None
         if spec.use_vae:
             if args.z is not None:
@@ -37,11 +39,9 @@ def run(args: argparse.Namespace) -> int:
                     raise InputError("--style needs a native model with an encoder (the PyTorch backend)")
                 z = synth.backend.encode_style(args.style)
             else:
-                z = synth.make_z(1, args.seed)
-        elif args.z is not None or args.style is not None:
-            raise InputError(f"{args.model} is not a VAE model: it takes no --z or --style")
+                z = synth.make_z(1, args.seed or 0)
 
-        if Path(args.labels).is_dir():
+        if folder:
             from spade_rt.runtime.jobs import synthesize_folder
 
             synthesize_folder(
@@ -49,18 +49,26 @@ def run(args: argparse.Namespace) -> int:
                 Path(args.labels),
                 Path(args.output),
                 instance_dir=Path(args.instance) if args.instance else None,
-                fmt=args.format,
+                fmt=args.format or "png",
                 batch_size=args.batch_size or 1,
                 z=z,
-                seed=args.seed,
+                seed=args.seed or 0,
                 resize=not args.no_resize,
                 palette=palette,
                 progress=not getattr(args, "quiet", False),
                 max_pixels=args.max_pixels,
+                voice=CLI,
             )
             return 0
         ids, edges = load_inputs(
-            spec.labels, args.labels, args.instance, not args.no_resize, palette, max_pixels=args.max_pixels
+            spec.labels,
+            args.labels,
+            args.instance,
+            not args.no_resize,
+            palette,
+            max_pixels=args.max_pixels,
+            dynamic_multiple=dynamic,
+            voice=CLI,
         )
         output = "float" if Path(args.output).suffix.lower() == ".npy" else "uint8"
         images = synth(ids[None], edges=None if edges is None else edges[None], z=z, output=output)
@@ -69,20 +77,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output(labels: Path, output: Path) -> None:
-    """-o against --labels: a folder of maps writes into a folder, one map into a picture or a .npy file."""
-    from spade_rt.images import OUTPUT_SUFFIXES
-    from spade_rt.io_utils import check_output_dir, check_output_file
+def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
+    """All of `spade-rt synthesize`'s checks that need no model loaded: paths and modes (--labels, --instance,
+    -o, --format, --batch-size), the seed, and the flags that apply to some models only, against the model's
+    header (spade_rt.commands.common.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
+    from spade_rt.commands.common import peek_spec
 
-    if not labels.is_dir():
-        check_output_file(output, "-o", OUTPUT_SUFFIXES)
+    folder = check_synthesize_paths(
+        args.labels, args.output, instance=args.instance, fmt=args.format, batch_size=args.batch_size, voice=CLI
+    )
+    check_seed(args.seed, CLI)
+    kind, spec = peek_spec(args.model)
+    check_model_options(
+        spec,
+        args.model,
+        kind,
+        seed=args.seed,
+        z=args.z,
+        style=args.style,
+        rebuild=args.rebuild,
+        trust_engine=args.trust_engine,
+        voice=CLI,
+    )
+    for key, path in (("--z", args.z), ("--style", args.style)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{key} {path}: not found")
+    if kind == "native":  # the maps against the header's spec: a bad map costs no torch import, no weights read
+        check_maps(args, spec, folder)  # (graphs and engines open in a moment: the file's own errors come first)
+    return kind, spec, folder
+
+
+def check_maps(args: argparse.Namespace, spec, folder: bool) -> None:
+    """Read and check the label (and instance) maps for a model of ``spec``, as the run reads them."""
+    from spade_rt.labels import load_inputs
+    from spade_rt.palettes import palette_for
+
+    palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
+    resize = not args.no_resize
+    if folder:
+        from spade_rt.runtime.jobs import check_folder
+
+        instance = Path(args.instance) if args.instance else None
+        check_folder(spec, Path(args.labels), instance, resize=resize, palette=palette, max_pixels=args.max_pixels,
+                     voice=CLI)  # fmt: skip
         return
-    if output.suffix.lower() in OUTPUT_SUFFIXES and not output.is_dir():
-        raise OutputError(
-            f"-o {output} is a {output.suffix} file name, but --labels {labels} is a folder: expected a folder "
-            "for its pictures (one per map, named like the map)"
-        )
-    check_output_dir(output, "-o")
+    dynamic = spec.size_multiple if spec.dynamic_size else None
+    load_inputs(spec.labels, args.labels, args.instance, resize, palette, note_missing_instance=False,
+                max_pixels=args.max_pixels, dynamic_multiple=dynamic, voice=CLI)  # fmt: skip
 
 
 def load_z(path: str, z_dim: int):
@@ -122,7 +163,7 @@ def register(sub) -> None:
     )
     zg = p.add_mutually_exclusive_group()
     zg.add_argument("--z", help="VAE models: style vector, a .npy of shape (z_dim,)")
-    zg.add_argument("--seed", type=int, default=0, help="VAE models: seed of a standard-normal z (default 0)")
+    zg.add_argument("--seed", type=int, help="VAE models: seed of a standard-normal z, 0..2^32-1 (default 0)")
     zg.add_argument("--style", help="VAE models with an encoder: take z from this style image")
     p.add_argument(
         "-o",
@@ -145,7 +186,9 @@ def register(sub) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, metavar="N", help="folder mode: maps per call, 1 or more (default 1)"
     )
-    p.add_argument("--format", choices=("png", "npy"), default="png", help="folder mode: output files")
+    p.add_argument(
+        "--format", choices=("png", "npy"), help="folder mode: output files (default png); one map: -o's suffix"
+    )
     p.add_argument(
         "--rebuild",
         action="store_true",

@@ -7,17 +7,28 @@ import logging
 import tempfile
 from pathlib import Path
 
-from spade_rt.commands.common import require_toolchain
+from spade_rt.commands.common import peek_spec, require_toolchain
 
 log = logging.getLogger("spade_rt")
 
 
 def run(args: argparse.Namespace) -> int:
-    from spade_rt.runtime.model_kind import model_kind
     from spade_rt.serve.triton import TritonOptions, default_name, write_repository
+    from spade_rt.validation import check_triton_destination, check_triton_options
 
     source = Path(args.model)
-    kind = model_kind(source)
+    # every flag against the source's header and each other, and REPO/NAME, before anything is exported
+    kind, spec = peek_spec(source)
+    check_triton_options(
+        kind,
+        spec,
+        device=args.device,
+        gpus=args.gpus,
+        precision=args.precision,
+        max_batch=args.max_batch,
+        instances=args.instances,
+    )
+    check_triton_destination(args.output, args.name or default_name(source), force=args.force)
     options = TritonOptions(
         name=args.name or default_name(source),
         instances=args.instances,
@@ -46,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
         report = export_model(
             source,
             graph,
-            GraphOptions(precision=args.precision, output="uint8", batch=(1, max_batch, max_batch), graph=args.graph),
+            GraphOptions(
+                precision=args.precision or "fp32", output="uint8", batch=(1, max_batch, max_batch), graph=args.graph
+            ),
             verify_samples=1,
+            announce=False,  # the graph is written to a temporary folder: the repository is what was written
         )
         provenance = {"exported_from": source.name, "verification": report.get("verification")}
         write_repository(graph, "onnx", repo, options, force=args.force, provenance=provenance)
@@ -97,8 +111,8 @@ def register(sub) -> None:
     p.add_argument(
         "--precision",
         choices=("fp32", "fp16"),
-        default="fp32",
-        help="spade-rt models: precision of the exported graph (fp16 for TensorRT execution on GPUs)",
+        help="spade-rt models: precision of the exported graph (default fp32; fp16 for TensorRT execution on GPUs); "
+        "a graph or engine keeps its own",
     )
     p.add_argument(
         "--backend",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from tqdm import tqdm
 from spade_rt.errors import InputError
 from spade_rt.images import save_output
 from spade_rt.labels import load_inputs
+from spade_rt.runtime.spec import ModelSpec
 from spade_rt.runtime.synthesizer import Synthesizer
+from spade_rt.validation import API, Voice, check_int_option, check_seed
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff"}  # lossless: label maps must not be JPEG
@@ -42,6 +45,45 @@ def pair_instances(labels: list[Path], instance_dir: Path | None) -> list[Path |
     return [by_stem[p.stem] for p in labels]
 
 
+def check_folder(
+    spec: ModelSpec,
+    labels_dir: Path,
+    instance_dir: Path | None = None,
+    *,
+    resize: bool = True,
+    palette: str | None = None,
+    max_pixels: int | None = None,
+    voice: Voice = API,
+) -> tuple[list[Path], list[Path | None], list[tuple[int, ...]], Callable]:
+    """Read and check every map of a folder (and its instance map) for a model of ``spec``, writing nothing.
+
+    `spade-rt synthesize` calls it with the spec of the model's header before the model is loaded, and
+    ``synthesize_folder`` again before the first picture. Returns (label maps, their instance maps, the ids'
+    shapes, the function that reads one pair)."""
+    labels = list_label_maps(labels_dir)
+    instances = pair_instances(labels, instance_dir)
+    lspec = spec.labels
+    dynamic = spec.size_multiple if spec.dynamic_size else None  # a dynamic graph takes each map at its own size
+    if not lspec.use_instance:
+        instances = [None] * len(labels)  # said once by the caller, not once per map
+
+    def read(label: Path, instance: Path | None):
+        return load_inputs(
+            lspec,
+            label,
+            instance,
+            resize,
+            palette,
+            note_missing_instance=False,
+            max_pixels=max_pixels,
+            dynamic_multiple=dynamic,
+            voice=voice,
+        )
+
+    sizes = [read(label, instance)[0].shape for label, instance in zip(labels, instances)]
+    return labels, instances, sizes, read
+
+
 def synthesize_folder(
     synth: Synthesizer,
     labels_dir: Path,
@@ -56,6 +98,7 @@ def synthesize_folder(
     palette: str | None = None,
     progress: bool = True,
     max_pixels: int | None = None,
+    voice: Voice = API,
 ) -> list[Path]:
     """Every label map of ``labels_dir`` -> ``out_dir/<stem>.<fmt>``; VAE models use one z for all (one style).
     Maps over ``max_pixels`` are refused from their header (``spade_rt.labels.load_inputs``).
@@ -65,20 +108,13 @@ def synthesize_folder(
     created it, when the run fails before writing anything).
     """
     if fmt not in ("png", "npy"):
-        raise InputError(f"--format {fmt!r}: expected png or npy")
-    if batch_size < 1:
-        raise InputError(f"batch size {batch_size}: expected 1 or more maps per call")
-    labels = list_label_maps(labels_dir)
-    instances = pair_instances(labels, instance_dir)
+        raise InputError(f"{voice.say('format', fmt)}: expected png or npy")
+    check_int_option("batch_size", batch_size, 1, None, voice, "a number of maps per call")
+    check_seed(seed, voice)
+    labels, instances, sizes, read = check_folder(
+        synth.spec, labels_dir, instance_dir, resize=resize, palette=palette, max_pixels=max_pixels, voice=voice
+    )
     spec = synth.spec.labels
-    if not spec.use_instance:
-        instances = [None] * len(labels)  # said once, below, not once per map
-
-    def read(label: Path, instance: Path | None):
-        return load_inputs(spec, label, instance, resize, palette, note_missing_instance=False, max_pixels=max_pixels)
-
-    for label, instance in zip(labels, instances):  # every input checked before anything is written
-        read(label, instance)
     if spec.use_instance and instance_dir is None:
         log.info("no instance map given: using each label map's boundaries as instance edges")
     elif not spec.use_instance and instance_dir is not None:
@@ -90,8 +126,7 @@ def synthesize_folder(
     written: list[Path] = []
     try:
         with tqdm(total=len(labels), desc="synthesize", unit="img", disable=None if progress else True) as bar:
-            for start in range(0, len(labels), batch_size):
-                chunk = list(zip(labels[start : start + batch_size], instances[start : start + batch_size]))
+            for chunk in _chunks(list(zip(labels, instances)), sizes, batch_size):
                 maps = [read(lab, inst) for lab, inst in chunk]
                 ids = np.stack([m[0] for m in maps])
                 edges = np.stack([m[1] for m in maps]) if synth.spec.uses_edges else None
@@ -106,3 +141,14 @@ def synthesize_folder(
         raise
     log.info("wrote %d images to %s", len(written), out_dir)
     return written
+
+
+def _chunks(items: list, sizes: list, batch_size: int) -> list[list]:
+    """Consecutive runs of at most ``batch_size`` items of one size (a dynamic graph's maps keep theirs)."""
+    chunks: list[list] = []
+    for item, size in zip(items, sizes):
+        if chunks and len(chunks[-1]) < batch_size and chunks[-1][0][1] == size:
+            chunks[-1].append((item, size))
+        else:
+            chunks.append([(item, size)])
+    return [[item for item, _ in chunk] for chunk in chunks]

@@ -24,6 +24,7 @@ from spade_rt.runtime.backend import Backend
 from spade_rt.runtime.model_kind import model_kind
 from spade_rt.runtime.registry import default_backend, get_backend, load_attr
 from spade_rt.runtime.spec import ModelSpec
+from spade_rt.validation import API, check_call_options, check_int_option, check_label_array, check_seed, check_z
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Synthesizer:
 
     def __init__(self, model: str | Path, backend: str = "auto", **backend_options) -> None:
         self.backend = open_backend(model, backend, **backend_options)
+        self.name = Path(model).name  # how messages name the model
         self.spec: ModelSpec = self.backend.spec
         self._lock = threading.Lock()
 
@@ -65,22 +67,18 @@ class Synthesizer:
 
     # ---- inputs ----------------------------------------------------------------------------------------
     def make_z(self, batch: int, seed: int | None = None) -> np.ndarray:
-        """Standard-normal z (batch, z_dim) float32 from a numpy seed: the same z on every backend."""
-        rng = np.random.default_rng(seed)
+        """Standard-normal z (batch, z_dim) float32 from a numpy seed (0..2^32 - 1, or None: fresh entropy): the
+        same z on every backend."""
+        check_int_option("batch", batch, 1, None, API)
+        rng = np.random.default_rng(check_seed(seed, API))
         return rng.standard_normal((batch, self.spec.z_dim), dtype=np.float32)
 
     def _prepare_z(self, n: int, z, seed: int | None) -> np.ndarray | None:
         if not self.spec.use_vae:
-            if z is not None:
-                raise InputError("this model is not a VAE model: it takes no z")
-            return None
+            return None  # z and seed were refused by check_call_options
         if z is None:
             return self.make_z(n, seed)
-        z = np.asarray(z, dtype=np.float32)
-        z = z if z.ndim == 2 else z[None]
-        if z.shape != (n, self.spec.z_dim):
-            raise InputError(f"z must be ({self.spec.z_dim},) or ({n}, {self.spec.z_dim}), got {np.shape(z)}")
-        return np.ascontiguousarray(z)
+        return check_z(z, n, self.spec.z_dim, API)
 
     # ---- the call -------------------------------------------------------------------------------------
     def __call__(
@@ -98,16 +96,17 @@ class Synthesizer:
 
         ``instance`` (instance ids, the labels' shape) or ``edges`` (0/1, the model's size) feed models with an
         edge channel; without either, label boundaries are used. ``z`` (z_dim,) / (N, z_dim) or ``seed`` feed
-        VAE models.
+        VAE models (``seed``: 0..2^32 - 1); a model without z refuses both.
 
         Size: like the original SPADE test pipeline and `spade-rt synthesize`, a map of another size is resized
         with NEAREST to the model's size (the instance map alike, before its edges are found), and the pictures
         come out at the model's size. ``resize=False`` refuses such maps instead (InputError naming both sizes).
         Graphs exported with a dynamic size take any multiple of their cell size as it is, never resized.
         """
-        if output not in ("uint8", "float"):
-            raise InputError(f"output must be 'uint8' or 'float', got {output!r}")
-        single = np.ndim(labels) == 2
+        # the same checks as `spade-rt synthesize` (spade_rt.validation), in keyword-argument words
+        check_call_options(self.spec, z=z, seed=seed, output=output, resize=resize, voice=API, name=self.name)
+        labels = check_label_array(labels, self.spec, API)
+        single = labels.ndim == 2
         ids, e = prepare_inputs(
             labels,
             self.spec.labels,
@@ -123,7 +122,7 @@ class Synthesizer:
             out = self.run_batched(ids, e, zz)
         if output == "uint8" and out.dtype != np.uint8:
             out = float_to_uint8(out)
-        elif output == "float" and out.dtype == np.uint8:
+        elif output == "float" and out.dtype == np.uint8:  # a spec that did not say uint8
             raise InputError("this graph was exported with --output uint8: it cannot give float output")
         return out[0] if single and output == "uint8" else out
 
