@@ -287,7 +287,7 @@ def register(sub) -> None:
         "--ort-web",
         metavar="DIR",
         help="onnxruntime-web's dist/ folder (default: $SPADE_RT_ORT_WEB, else the checkout's "
-        "web/node_modules/onnxruntime-web/dist/)",
+        "web/node_modules/onnxruntime-web/dist/); off: no browser mode",
     )
     p.add_argument(
         "--cache-dir",

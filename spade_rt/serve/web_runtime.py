@@ -9,8 +9,8 @@ switch is unavailable. Search order for the folder holding the files (onnxruntim
 2. ``$SPADE_RT_ORT_WEB``;
 3. the checkout's ``web/node_modules/onnxruntime-web/dist/`` (what ``npm ci --prefix web`` makes).
 
-A folder named by 1 or 2 that lacks the files is a configuration error (one line); a checkout without them
-only leaves browser mode unavailable. Only the files named here are ever served, by their fixed names.
+A folder named by 1 or 2 that lacks the files is a configuration error (one line); ``off`` there turns browser
+mode off; a checkout without the files only leaves browser mode unavailable. Only the files named here are ever served, by their fixed names.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def find_runtime(explicit: str | Path | None = None) -> WebRuntime:
     named = [(str(explicit), "--ort-web")] if explicit else []
     if os.environ.get(ENV):
         named.append((os.environ[ENV], f"${ENV}"))
+    if named and named[0][0] == "off":
+        return WebRuntime(None, reason=f"browser mode is off here ({named[0][1]} off)")
     if named:
         where, what = named[0]
         folder = Path(where).expanduser()
@@ -127,9 +129,8 @@ class BrowserOffer:
         }
 
 
-def check_browser_graph(graph: Path, served_spec) -> str | None:
-    """The graph kind (static / dedup) of an ONNX graph for browsers; ConfigError unless it takes the same maps
-    as the served model (size, ids, instance edges, style input)."""
+def graph_spec(graph: Path, what: str = "--browser-graph"):
+    """The ModelSpec an ONNX graph of `spade-rt export` carries; ConfigError (one line) for anything else."""
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.onnxruntime_backend import make_session
@@ -144,8 +145,15 @@ def check_browser_graph(graph: Path, served_spec) -> str | None:
         spec = spec_from_onnx_metadata(meta, str(graph))
     except (SpadeRtError, OSError, RuntimeError) as exc:
         raise ConfigError(
-            f"--browser-graph {graph}: expected an ONNX graph exported by `spade-rt export` ({str(exc)[:100]})"
+            f"{what} {graph}: expected an ONNX graph exported by `spade-rt export` ({str(exc)[:100]})"
         ) from None
+    return spec
+
+
+def check_browser_graph(graph: Path, served_spec) -> str | None:
+    """The graph kind (static / dedup) of an ONNX graph for browsers; ConfigError unless it takes the same maps
+    as the served model (size, ids, instance edges, style input)."""
+    spec = graph_spec(graph)
     a, b = spec.labels, served_spec.labels
     same = (a.height, a.width, a.num_label_ids, a.use_instance, spec.use_vae) == (
         b.height,
