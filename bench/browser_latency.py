@@ -51,11 +51,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from importlib import resources
+
     from playwright.sync_api import sync_playwright
 
-    from spade_rt.cache import built_dir
     from spade_rt.cli import main as cli
-    from spade_rt.commands.demo import demo_graph, demo_model
     from spade_rt.runtime.synthesizer import Synthesizer
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         servers = {}
         for kind in graphs:
-            graph = demo_graph(demo_model(), built_dir(), kind)
+            graph = Path(tmp) / f"demo-{kind}.onnx"  # the demo model, exported and verified
+            demo = str(resources.files("spade_rt").joinpath("assets/landscape_demo.safetensors"))
+            argv = ["export", demo, "-o", str(graph), "--graph", kind, "--batch", "1:1:1", "--verify-samples", "1"]
+            assert cli([*argv, "-q"]) == 0
             site = Path(tmp) / kind
             assert cli(["web", str(graph), "-o", str(site), "--wasm-only", "-q"]) == 0
             httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=site))

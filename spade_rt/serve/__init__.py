@@ -8,6 +8,7 @@
 - ``app``: the Starlette application (painter at ``/``, ``/v1/*``, ``/healthz``, ``/metrics``, ``/ws``);
 - ``server``: uvicorn on a socket bound here (loopback by default), graceful shutdown;
 - ``triton``: a Triton Inference Server model repository for a graph or an engine;
+- ``web_runtime``: the painter's browser mode: where onnxruntime-web's files are found, the graph for browsers;
 - ``static/``: the painter, plain HTML + JavaScript (no build step, nothing fetched from elsewhere).
 
 torch-free when serving ONNX graphs and engines: the model is opened through ``Synthesizer``.

@@ -10,7 +10,8 @@ switch is unavailable. Search order for the folder holding the files (onnxruntim
 3. the checkout's ``web/node_modules/onnxruntime-web/dist/`` (what ``npm ci --prefix web`` makes).
 
 A folder named by 1 or 2 that lacks the files is a configuration error (one line); ``off`` there turns browser
-mode off; a checkout without the files only leaves browser mode unavailable. Only the files named here are ever served, by their fixed names.
+mode off; a checkout without the files only leaves browser mode unavailable. Only the files named here are
+ever served, by their fixed names.
 """
 
 from __future__ import annotations
