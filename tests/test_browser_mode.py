@@ -293,3 +293,18 @@ def test_without_onnxruntime_web_the_painter_paints_on_the_server_and_says_why(b
         np.testing.assert_array_equal(last["rgb"], synth(last["ids"]))
         assert errors == [], errors
         page.close()
+
+
+def test_spade_rt_web_exports_a_spade_rt_model_to_the_graph_browsers_get(tmp_path, synth):
+    """A spade-rt model (here the demo's safetensors) becomes its dedup graph, verified, in the site; no browser."""
+    from spade_rt.commands.demo import demo_model
+
+    require_runtime()
+    site = tmp_path / "site"
+    assert main(["web", str(demo_model()), "-o", str(site), "--wasm-only", "-q"]) == 0
+    info = json.loads((site / "model.json").read_text())
+    assert info["browser"]["graph"] == "dedup" and info["browser"]["webgpu"] is False
+    assert sorted(p.name for p in (site / "ort").iterdir()) == sorted(WASM_FILES)
+    ids = landscape_labels(H, W, 3)
+    with Synthesizer(site / "graph.onnx") as exported:
+        np.testing.assert_array_equal(exported(ids), synth(ids))

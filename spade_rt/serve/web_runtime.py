@@ -138,8 +138,13 @@ def graph_spec(graph: Path, what: str = "--browser-graph"):
     from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
 
     try:
-        if not graph.is_file() or model_kind(graph) != "onnx":
-            raise ConfigError("not an ONNX graph")
+        kind = model_kind(graph) if graph.is_file() else "missing"
+    except SpadeRtError:
+        kind = "unknown"
+    if kind != "onnx":
+        found = "no such file" if kind == "missing" else "not an ONNX graph"
+        raise ConfigError(f"{what} {graph}: {found}; expected an ONNX graph exported by `spade-rt export`")
+    try:
         meta = make_session(graph, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
         if SPEC_KEY not in meta:
             raise ConfigError("no spade-rt spec")
