@@ -8,7 +8,7 @@
 //
 // Browser mode (the "compute" switch, or ?runtime=browser): the same id buffer goes to onnxruntime-web in
 // this page instead (WebGPU where the browser offers a real adapter, else WASM; ?backend=wasm forces WASM,
-// ?threads=N the WASM threads), with the same contract: one frame in flight, the newest map next. Label
+// ?backend=webgpu takes any adapter, a software one too; ?threads=N the WASM threads), with the same contract: one frame in flight, the newest map next. Label
 // PNGs are then decoded here too (decodePng: the server's rules), so the server computes nothing. A static
 // site (`spade-rt web`, <body data-site="static">) has browser mode only. window.spadeRt.last holds the
 // last frame: {ids, width, height, rgb, runtime, backend, ms}.
@@ -283,7 +283,7 @@
     if (want !== "wasm" && offer.webgpu && navigator.gpu) {
       try {
         const adapter = await navigator.gpu.requestAdapter();
-        if (adapter && !fallbackAdapter(adapter)) backend = "webgpu";
+        if (adapter && (want === "webgpu" || !fallbackAdapter(adapter))) backend = "webgpu"; // webgpu: any adapter
       } catch (_) { /* no adapter: WASM */ }
     }
     const base = new URL(URLS.ort, location.href).href;
