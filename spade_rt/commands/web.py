@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     _copy(graph, site / "graph.onnx")
     for name in files:
         _copy(runtime.files[name], site / "ort" / name)
+    for name in {*WASM_FILES, *WEBGPU_FILES} - set(files):  # a site written before, with other runtime files
+        (site / "ort" / name).unlink(missing_ok=True)
     info = _describe(spec, model, graph, runtime, webgpu=all(n in files for n in WEBGPU_FILES))
     if info["examples"]:
         import numpy as np
