@@ -308,3 +308,28 @@ def test_spade_rt_web_exports_a_spade_rt_model_to_the_graph_browsers_get(tmp_pat
     ids = landscape_labels(H, W, 3)
     with Synthesizer(site / "graph.onnx") as exported:
         np.testing.assert_array_equal(exported(ids), synth(ids))
+
+
+def test_a_served_graph_is_offered_to_browsers_and_a_foreign_browser_graph_is_refused(tmp_path):
+    """MODEL an ONNX graph: browsers get that graph; --browser-graph must take the served model's maps."""
+    from serve_support import tiny_graph
+
+    require_runtime()
+    coco = tiny_graph(tmp_path, "coco", batch="1:1:2")
+    ade = tiny_graph(tmp_path, "ade20k", batch="1:1:2")
+    with ServeProcess(coco, "--no-warm-up") as server:
+        offer = httpx.get(f"{server.url}/v1/model").json()["browser"]
+        assert offer["available"] and offer["graph"] == "static" and offer["graph_bytes"] == coco.stat().st_size
+        assert httpx.get(f"{server.url}/v1/graph").content == coco.read_bytes()
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "spade_rt.cli", "serve", str(coco), "--browser-graph", str(ade), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--browser-graph" in lines[0] and "151 ids" in lines[0] and "64x64 of 183" in lines[0], lines[0]
