@@ -13,7 +13,7 @@ import sys
 from typing import NoReturn
 
 from spade_rt import __version__
-from spade_rt.commands import bench, build, convert, demo, describe, export, serve, synthesize, train, triton
+from spade_rt.commands import bench, build, convert, demo, describe, export, serve, synthesize, train, triton, web
 from spade_rt.errors import SpadeRtError
 
 EPILOG = """\
@@ -28,12 +28,13 @@ examples:
   spade-rt synthesize coco.engine --labels labels/ -o out/      # a folder, on the GPU
   spade-rt bench --preset ade20k                                # eager PyTorch vs ours, on this machine
   spade-rt serve                                                # live painter + HTTP API (demo model)
+  spade-rt web -o site/                                         # the painter as a static site (in-browser)
   spade-rt triton coco.safetensors -o models/                   # a Triton Inference Server repository
 
 Run `spade-rt COMMAND --help` for the options of each command.
 """
 
-COMMANDS = (demo, serve, convert, synthesize, export, build, triton, train, bench, describe)
+COMMANDS = (demo, serve, web, convert, synthesize, export, build, triton, train, bench, describe)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -176,6 +176,13 @@ CASES = [
     ("bench-read-only", "bench --json {ro}/b.json", 1, ["cannot create files"]),
     ("bench-bad-model", "bench --quick --backends torch --model {in}/text.pth --json b.json", 1, ["text.pth"]),
     ("bench-usage", "bench --repeats 0", 2, ["--repeats", "1 or more"]),
+    # web
+    ("web-output-is-a-file", "web {g} -o {in}/a_file", 1, ["a_file", "is a file"]),
+    ("web-read-only", "web {g} -o {ro}/site", 1, ["cannot create files"]),
+    ("web-text-model", "web {in}/text.pth -o site", 1, ["text.pth", "model kind"]),
+    ("web-missing-model", "web {in}/none.onnx -o site", 1, ["none.onnx", "no such file"]),
+    ("web-ort-web", "web {g} -o site --ort-web {in}/empty_folder", 1, ["--ort-web", "ort.wasm.min.mjs"]),
+    ("web-usage", "web {g}", 2, ["-o"]),
     # info / inspect / the command itself
     ("info-text-file", "info {in}/text.pth", 1, ["text.pth", "model kind"]),
     ("inspect-missing", "inspect {in}/none.engine", 1, ["none.engine", "not found"]),

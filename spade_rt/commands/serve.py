@@ -14,6 +14,10 @@ from spade_rt.serve.settings import ServeSettings
 log = logging.getLogger("spade_rt")
 
 SERVE_INSTALL = "pip install 'spade-rt[serve]'"
+# The graph the demo model offers browsers: onnxruntime-web's WASM runs the dedup graph fastest (measured in
+# headless Chromium, docs/serving.md "Browser mode"); any other model offers the graph it serves, or
+# --browser-graph.
+BROWSER_GRAPH = "dedup"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,22 +61,30 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     from spade_rt.serve.app import create_app
     from spade_rt.serve.server import run_server
     from spade_rt.serve.settings import effective_max_batch
+    from spade_rt.serve.web_runtime import find_runtime
 
+    runtime = find_runtime(args.ort_web)  # first: a wrong --ort-web fails before a model is loaded
+    browser_graph = Path(args.browser_graph) if args.browser_graph else None
     if args.model is None:  # the embedded demo model, exactly as `spade-rt demo` runs it
         from spade_rt.cache import built_dir
         from spade_rt.commands.demo import demo_graph, demo_model
 
         source = demo_graph(demo_model(), built_dir(args.cache_dir), in_child=True)  # the server stays torch-free
         name = "landscape demo (embedded)"
+        if browser_graph is None and runtime.available:  # WASM's fastest exact graph (docs/serving.md)
+            browser_graph = demo_graph(demo_model(), built_dir(args.cache_dir), BROWSER_GRAPH, in_child=True)
     else:
         source, name = Path(args.model), Path(args.model).name
     kind = model_kind(source)
+    if browser_graph is None and kind == "onnx":
+        browser_graph = source  # the served graph runs unchanged in onnxruntime-web
     if not args.verbose:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     with Synthesizer(source, backend=args.backend, **server_backend_options(source, kind, args.backend)) as synth:
         spec = synth.spec
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch)
-        app, state = create_app(synth, settings, max_batch, name, kind)
+        browser = browser_offer(runtime, browser_graph, spec, kind, served=browser_graph == source)
+        app, state = create_app(synth, settings, max_batch, name, kind, browser)
         log.info(
             "serving %s (%s, %s %dx%d, %d classes) with %s; batches of up to %d, %g ms max delay",
             name,
@@ -85,8 +97,28 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
             max_batch,
             settings.max_delay_ms,
         )
+        if browser.available:
+            log.info("browser mode: %s graph, %s from %s", browser.graph_kind, runtime.describe(), runtime.folder)
+        else:
+            log.info("browser mode unavailable: %s", browser.describe()["reason"])
         run_server(app, state, settings, sock)
     return 0
+
+
+def browser_offer(runtime, graph, spec, kind: str, *, served: bool = False):
+    """What the painter's browser mode gets: onnxruntime-web's files and one graph checked against the model
+    (``served``: the graph is the one being served: its spec is the model's)."""
+    from spade_rt.serve.web_runtime import BrowserOffer, check_browser_graph
+
+    if graph is None:
+        reason = (
+            f"serving a {'TensorRT engine' if kind == 'engine' else 'spade-rt model'}: browsers run ONNX graphs; "
+            "give one with --browser-graph (spade-rt export MODEL -o G.onnx --graph dedup)"
+        )
+        return BrowserOffer(runtime, None, reason=reason)
+    if served:
+        return BrowserOffer(runtime, graph, (spec.extra.get("graph_options") or {}).get("graph"))
+    return BrowserOffer(runtime, graph, check_browser_graph(graph, spec))
 
 
 def server_backend_options(source, kind: str, backend: str) -> dict:
@@ -244,6 +276,22 @@ def register(sub) -> None:
         help="start serving at once instead of running one picture and two largest batches first",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    web = p.add_argument_group(
+        "the painter's browser mode (docs/serving.md, Browser mode)",
+        "The painter can compute in the browser itself with onnxruntime-web (WebGPU or WASM): the server then "
+        "only serves files. onnxruntime-web is installed by `npm ci --prefix web` in the checkout.",
+    )
+    web.add_argument(
+        "--browser-graph",
+        metavar="G.onnx",
+        help="the ONNX graph browsers run (default: the served graph; the demo model: its dedup graph)",
+    )
+    web.add_argument(
+        "--ort-web",
+        metavar="DIR",
+        help="onnxruntime-web's dist/ folder (default: $SPADE_RT_ORT_WEB, else the checkout's "
+        "web/node_modules/onnxruntime-web/dist/); off: no browser mode",
+    )
     p.add_argument(
         "--cache-dir",
         metavar="DIR",

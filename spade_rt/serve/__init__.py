@@ -13,6 +13,7 @@
   options (plus a deadline for request heads), graceful shutdown;
 - ``triton``: a Triton Inference Server model repository for a graph or an engine; ``triton_python``: the
   python-backend model that runs the runtime inside Triton;
+- ``web_runtime``: the painter's browser mode: where onnxruntime-web's files are found, the graph for browsers;
 - ``static/``: the painter, plain HTML + JavaScript (no build step, nothing fetched from elsewhere).
 
 torch-free when serving ONNX graphs and engines: the model is opened through ``Synthesizer``.

@@ -2,7 +2,11 @@
 
 Routes: ``/`` the painter (``static/``), ``GET /v1/model``, ``POST /v1/synthesize``, ``POST /v1/labels``
 (a label PNG -> the model's ids, for the painter's "load"), ``GET /v1/example`` (landscape models: a
-procedural scene), ``GET /healthz``, ``GET /metrics``, ``WS /ws`` (the painter's live frames, latest wins).
+procedural scene), ``GET /healthz``, ``GET /metrics``, ``WS /ws`` (the painter's live frames, latest wins);
+for the painter's browser mode ``GET /v1/graph`` (the graph offered to browsers) and ``GET /ort/NAME`` (the
+onnxruntime-web files, fixed names: ``spade_rt.serve.web_runtime``). Every response carries the cross-origin
+isolation headers (``ISOLATION``), so onnxruntime-web's WASM runs multithreaded; nothing the page loads
+comes from another origin.
 
 Every refusal is a JSON body ``{"error": "...", "status": N, "field": "..."}``; the server keeps serving.
 """
@@ -50,13 +54,29 @@ from spade_rt.serve.inputs import (
 from spade_rt.serve.metrics import CONTENT_TYPE, ServerMetrics
 from spade_rt.serve.settings import ServeSettings, painter_frame_limit
 from spade_rt.serve.trust import TrustBoundary, brief
+from spade_rt.serve.web_runtime import MEDIA_TYPES, BrowserOffer
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(str(resources.files("spade_rt.serve").joinpath("static")))
-ROUTES = ("/", "/v1/model", "/v1/synthesize", "/v1/labels", "/v1/example", "/healthz", "/metrics", "/ws")
+ROUTES = (
+    "/",
+    "/v1/model",
+    "/v1/synthesize",
+    "/v1/labels",
+    "/v1/example",
+    "/v1/graph",
+    "/healthz",
+    "/metrics",
+    "/ws",
+)
+# Cross-origin isolation (COOP + COEP): without it browsers give pages no SharedArrayBuffer, and
+# onnxruntime-web's WASM falls back to one thread. require-corp: every subresource must be same-origin (or
+# say it may be embedded); the painter loads only this server's files.
+ISOLATION = ((b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"require-corp"))
 RAW_TYPES = ("image/png", "application/octet-stream")
 MULTIPART = "multipart/form-data"
+NO_CACHE = {"Cache-Control": "no-cache"}  # revalidated (ETag) on every load: a new graph or runtime shows at once
 
 
 class BodyTooLargeError(Exception):
@@ -91,6 +111,8 @@ class Guard:
             return
         path = scope["path"]
         route = path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
+        if path.startswith("/ort/"):
+            route = "/ort"
         t0 = time.perf_counter()
         status = 500
         limit = self.settings.max_body_bytes
@@ -100,6 +122,7 @@ class Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *ISOLATION]}
             await send(message)
 
         self.in_flight += 1
@@ -184,12 +207,26 @@ class Latest:
 class ServeApp:
     """The state behind the routes: one Synthesizer, one Batcher, the metrics, the settings."""
 
-    def __init__(self, synth: Synthesizer, settings: ServeSettings, max_batch: int, model: str, kind: str) -> None:
+    def __init__(
+        self,
+        synth: Synthesizer,
+        settings: ServeSettings,
+        max_batch: int,
+        model: str,
+        kind: str,
+        browser: BrowserOffer | None = None,
+    ) -> None:
         self.synth, self.settings, self.spec = synth, settings, synth.spec
+        self.browser = browser
         self.metrics = ServerMetrics(max_batch)
         self.batcher = Batcher(synth, max_batch, settings.max_delay_ms, settings.max_queue, self.metrics)
         self.info = describe_model(
             self.spec, model=model, kind=kind, backend=synth.backend.name, max_batch=max_batch, settings=settings
+        )
+        self.info["browser"] = (
+            browser.describe()
+            if browser is not None
+            else {"available": False, "reason": "this server offers no browser mode", "webgpu": False}
         )
         self.guard: Guard | None = None
         self.ready_message = ""  # logged once the backend is warm (spade_rt.serve.server sets it)
@@ -238,6 +275,23 @@ class ServeApp:
 
     async def model(self, request: Request) -> Response:
         return JSONResponse(self.info)
+
+    async def graph(self, request: Request) -> Response:
+        """The ONNX graph the painter's browser mode runs (GET only: it changes nothing)."""
+        if self.browser is None or self.browser.graph is None:
+            reason = self.info["browser"]["reason"] or "no graph for browsers"
+            raise RequestError(404, f"no graph for browsers here: {reason}")
+        return FileResponse(self.browser.graph, media_type="application/octet-stream", headers=NO_CACHE)
+
+    async def ort_file(self, request: Request) -> Response:
+        """One of onnxruntime-web's files, by its fixed name (``web_runtime.WASM_FILES``, ``WEBGPU_FILES``)."""
+        name = request.path_params["name"]
+        files = self.browser.runtime.files if self.browser is not None else {}
+        if name not in files:
+            reason = self.info["browser"]["reason"] or "not one of its files"
+            raise RequestError(404, f"no onnxruntime-web file {brief(name, 60)} here: {reason}")
+        path = files[name]
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.info["model"], "queue": self.batcher.depth})
@@ -422,9 +476,16 @@ class ServeApp:
         return pack(header, png)
 
 
-def create_app(synth: Synthesizer, settings: ServeSettings, max_batch: int, model: str, kind: str) -> tuple:
+def create_app(
+    synth: Synthesizer,
+    settings: ServeSettings,
+    max_batch: int,
+    model: str,
+    kind: str,
+    browser: BrowserOffer | None = None,
+) -> tuple:
     """(ASGI app, ServeApp): the Starlette routes behind the Guard middleware."""
-    state = ServeApp(synth, settings, max_batch, model, kind)
+    state = ServeApp(synth, settings, max_batch, model, kind, browser)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -480,6 +541,8 @@ def create_app(synth: Synthesizer, settings: ServeSettings, max_batch: int, mode
         Route("/v1/synthesize", state.synthesize, methods=["POST"]),
         Route("/v1/labels", state.labels, methods=["POST"]),
         Route("/v1/example", state.example),
+        Route("/v1/graph", state.graph),
+        Route("/ort/{name}", state.ort_file),
         Route("/healthz", state.healthz),
         Route("/metrics", state.metrics_text),
         WebSocketRoute("/ws", state.painter),

@@ -5,17 +5,32 @@
 // so what is sent is exactly what was painted. Frames go over one WebSocket with at most one in flight:
 // while the server works, further edits only mark the map dirty, and the newest map is sent when the
 // picture arrives (latest wins, nothing queues). Wire format: u32 LE header length, JSON header, payload.
+//
+// Browser mode (the "compute" switch, or ?runtime=browser): the same id buffer goes to onnxruntime-web in
+// this page instead (WebGPU where the browser offers a real adapter, else WASM; ?backend=wasm forces WASM,
+// ?backend=webgpu takes any adapter, a software one too; ?threads=N the WASM threads), with the same contract: one frame in flight, the newest map next. Label
+// PNGs are then decoded here too (decodePng: the server's rules), so the server computes nothing. A static
+// site (`spade-rt web`, <body data-site="static">) has browser mode only. window.spadeRt.last holds the
+// last frame: {ids, width, height, rgb, runtime, backend, ms}.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const HISTORY = 100; // undo steps kept
+  const params = new URLSearchParams(location.search);
+  const STATIC_SITE = document.body.dataset.site === "static";
+  const URLS = STATIC_SITE
+    ? { model: "model.json", graph: "graph.onnx", ort: "ort/", examples: "examples.bin" }
+    : { model: "/v1/model", graph: "/v1/graph", ort: "/ort/" };
+  const B = { session: null, loading: null, backend: null, threads: 1, ort: null, output: null, examples: null };
 
   const S = {
     info: null, W: 0, H: 0, IdArray: Uint8Array, dtype: "uint8", ids: null, lut: null,
     current: 0, tool: "brush", radius: 4, undo: [], redo: [], drawing: false, last: null,
     ws: null, retry: 250, frame: 0, inFlight: false, dirty: false, sentAt: new Map(),
     lastSent: -1, lastReply: -1, picture: null, pictureUrl: null, exampleSeed: 0, image: null,
+    runtime: "server", wsWanted: false, sentIds: new Map(),
   };
+  const spadeRt = (window.spadeRt = { last: null });
   const canvas = $("labels");
   const ctx = canvas.getContext("2d");
   const img = $("picture");
@@ -172,34 +187,53 @@
   }
 
   function send() {
-    if (!S.dirty || S.inFlight || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
+    if (!S.dirty || S.inFlight) return;
+    if (S.runtime === "browser") {
+      if (B.session) browserFrame();
+      return;
+    }
+    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return;
     S.dirty = false;
     S.inFlight = true;
     S.frame += 1;
     const header = { frame: S.frame, seed: seed(), height: S.H, width: S.W, dtype: S.dtype };
     S.sentAt.set(S.frame, performance.now());
     S.lastSent = S.frame;
+    S.sentIds.set(S.frame, S.ids.slice());
     S.ws.send(pack(header, S.ids));
   }
 
-  function onReply(buffer) {
+  function showPicture(blob, frame) {
+    S.picture = blob;
+    const url = URL.createObjectURL(blob);
+    img.onload = () => {
+      if (S.pictureUrl) URL.revokeObjectURL(S.pictureUrl);
+      S.pictureUrl = url;
+      img.dataset.frame = String(frame);
+    };
+    img.src = url;
+  }
+
+  async function onReply(buffer) {
     const [h, payload] = unpack(buffer);
-    const sent = S.sentAt.get(h.frame);
+    const sent = S.sentAt.get(h.frame), ids = S.sentIds.get(h.frame);
     S.sentAt.delete(h.frame);
-    S.inFlight = false;
-    S.lastReply = h.frame;
+    S.sentIds.delete(h.frame);
     if (h.error) {
+      S.inFlight = false;
+      S.lastReply = h.frame;
       status(`frame ${h.frame}: ${h.error}`, true);
     } else {
       const rt = sent === undefined ? NaN : performance.now() - sent;
-      S.picture = new Blob([payload], { type: "image/png" });
-      const url = URL.createObjectURL(S.picture);
-      img.onload = () => {
-        if (S.pictureUrl) URL.revokeObjectURL(S.pictureUrl);
-        S.pictureUrl = url;
-        img.dataset.frame = String(h.frame);
-      };
-      img.src = url;
+      try {
+        const p = await decodePng(payload.slice().buffer, Infinity);
+        spadeRt.last = { ids, width: p.W, height: p.H, rgb: p.data, runtime: "server", backend: S.info.backend, ms: rt };
+      } catch (err) {
+        status(`frame ${h.frame}: cannot read the picture: ${err.message}`, true);
+      }
+      S.inFlight = false;
+      S.lastReply = h.frame;
+      showPicture(new Blob([payload], { type: "image/png" }), h.frame);
       $("latency").textContent =
         `· frame ${h.frame}: ${rt.toFixed(0)} ms (server ${h.server_ms.toFixed(0)} ms: ` +
         `compute ${h.compute_ms.toFixed(0)}, queue ${h.queue_ms.toFixed(0)}, batch ${h.batch})`;
@@ -211,6 +245,7 @@
   }
 
   function connect() {
+    S.wsWanted = true;
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
     ws.binaryType = "arraybuffer";
     S.ws = ws;
@@ -224,12 +259,287 @@
     };
     ws.onmessage = (ev) => onReply(ev.data);
     ws.onclose = () => {
+      if (!S.wsWanted || S.ws !== ws) return; // closed on purpose: browser mode
       $("connection").textContent = "disconnected: reconnecting…";
       $("connection").classList.add("error");
       S.inFlight = false;
       setTimeout(connect, S.retry);
       S.retry = Math.min(S.retry * 2, 5000);
     };
+  }
+
+  // ---- browser mode: onnxruntime-web in this page ----------------------------------------------------
+  function fallbackAdapter(a) { // SwiftShader and other CPU fallbacks: WASM is faster there
+    const info = a.info || {};
+    const words = `${info.vendor || ""} ${info.architecture || ""} ${info.description || ""}`;
+    return Boolean(a.isFallbackAdapter || info.isFallbackAdapter || /swiftshader/i.test(words));
+  }
+
+  async function loadBrowser() {
+    const offer = S.info.browser || {};
+    if (!offer.available) throw new Error(offer.reason || "this server offers no browser mode");
+    let backend = "wasm";
+    const want = params.get("backend");
+    if (want !== "wasm" && offer.webgpu && navigator.gpu) {
+      try {
+        const adapter = await navigator.gpu.requestAdapter();
+        if (adapter && (want === "webgpu" || !fallbackAdapter(adapter))) backend = "webgpu"; // webgpu: any adapter
+      } catch (_) { /* no adapter: WASM */ }
+    }
+    const base = new URL(URLS.ort, location.href).href;
+    status(`loading onnxruntime-web (${backend === "webgpu" ? "WebGPU" : "WASM"})…`);
+    const ort = await import(base + (backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
+    ort.env.wasm.wasmPaths = base;
+    const asked = Number(params.get("threads"));
+    const cores = navigator.hardwareConcurrency || 1;
+    // threads need SharedArrayBuffer, which browsers give only cross-origin isolated pages (COOP + COEP)
+    B.threads = self.crossOriginIsolated ? (Number.isInteger(asked) && asked > 0 ? asked : Math.min(4, cores)) : 1;
+    ort.env.wasm.numThreads = B.threads;
+    status("loading the graph…");
+    const res = await fetch(URLS.graph);
+    if (!res.ok) throw new Error(`the graph: ${res.status}`);
+    const graph = new Uint8Array(await res.arrayBuffer());
+    B.session = await ort.InferenceSession.create(graph, { executionProviders: [backend], graphOptimizationLevel: "all" });
+    B.ort = ort;
+    B.backend = backend;
+    B.output = B.session.outputNames[0];
+    status("");
+  }
+
+  function runtimeNote() {
+    let text = "";
+    if (S.runtime === "browser" && B.session) {
+      text = `this browser: ${B.backend === "webgpu" ? "WebGPU" : `WASM, ${B.threads} thread${B.threads === 1 ? "" : "s"}`}`;
+      if (B.backend === "wasm" && !self.crossOriginIsolated) {
+        text += " (one thread: this page is not cross-origin isolated; its host must send " +
+          "Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
+      }
+    } else if (S.runtime === "server") {
+      text = `server: ${S.info.backend}`;
+      const offer = S.info.browser || {};
+      if (!offer.available) text += ` · browser mode unavailable: ${offer.reason}`;
+    }
+    $("runtime-note").textContent = text;
+    $("runtime-note").dataset.backend = S.runtime === "browser" ? B.backend || "" : S.info.backend;
+    $("runtime-note").dataset.threads = S.runtime === "browser" ? String(B.threads) : "";
+  }
+
+  function seededNormal(seedValue, n) { // the style vector of VAE models in browser mode (not numpy's stream)
+    let a = seedValue >>> 0;
+    const next = () => { // mulberry32
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const z = new Float32Array(n);
+    for (let i = 0; i < n; i++) z[i] = Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    return z;
+  }
+
+  function half(h) { // float16 bits -> number
+    const e = (h >> 10) & 31, m = h & 1023, s = h & 32768 ? -1 : 1;
+    if (e === 0) return s * m * 2 ** -24;
+    if (e === 31) return m ? NaN : s * Infinity;
+    return s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+
+  function toRgb(t) { // the graph's image -> (H, W, 3) uint8, as the Python runtime (float_to_uint8)
+    const W = S.W, H = S.H, n = W * H, rgb = new Uint8Array(n * 3), d = t.data;
+    if (t.type === "uint8") { rgb.set(d.subarray(0, n * 3)); return rgb; } // (1, H, W, 3)
+    const f = Math.fround, get = t.type === "float16" && d instanceof Uint16Array ? (i) => half(d[i]) : (i) => d[i];
+    for (let c = 0; c < 3; c++) {
+      for (let i = 0; i < n; i++) { // (x + 1) / 2 * 255 in float32, clip, truncate: tensor2im
+        const v = f(f(f(get(c * n + i) + 1) / 2) * 255);
+        rgb[i * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.trunc(v);
+      }
+    }
+    return rgb;
+  }
+
+  function pngOf(rgb) {
+    const c = document.createElement("canvas");
+    c.width = S.W;
+    c.height = S.H;
+    const g = c.getContext("2d"), im = g.createImageData(S.W, S.H);
+    for (let i = 0, n = S.W * S.H; i < n; i++) {
+      im.data[4 * i] = rgb[3 * i]; im.data[4 * i + 1] = rgb[3 * i + 1]; im.data[4 * i + 2] = rgb[3 * i + 2]; im.data[4 * i + 3] = 255;
+    }
+    g.putImageData(im, 0, 0);
+    return new Promise((resolve) => c.toBlob(resolve, "image/png"));
+  }
+
+  async function browserFrame() {
+    S.dirty = false;
+    S.inFlight = true;
+    S.frame += 1;
+    const frame = S.frame, ids = S.ids.slice(), ort = B.ort, shape = [1, S.H, S.W];
+    S.lastSent = frame;
+    try {
+      const feeds = { labels: new ort.Tensor(S.dtype, ids, shape) };
+      if (S.info.uses_instance) feeds.edges = new ort.Tensor("uint8", new Uint8Array(S.W * S.H), shape);
+      if (S.info.use_vae) feeds.z = new ort.Tensor("float32", seededNormal(seed(), S.info.z_dim), [1, S.info.z_dim]);
+      const t0 = performance.now();
+      const out = await B.session.run(feeds);
+      const ms = performance.now() - t0;
+      const rgb = toRgb(out[B.output]);
+      spadeRt.last = { ids, width: S.W, height: S.H, rgb, runtime: "browser", backend: B.backend, ms };
+      showPicture(await pngOf(rgb), frame);
+      const how = B.backend === "webgpu" ? "WebGPU" : `WASM, ${B.threads} thread${B.threads === 1 ? "" : "s"}`;
+      $("latency").textContent = `· frame ${frame}: ${ms.toFixed(0)} ms in this browser (${how})`;
+      $("latency").dataset.ms = ms.toFixed(1);
+      if ($("status").classList.contains("error")) status("");
+    } catch (err) {
+      status(`frame ${frame}: ${err.message || err}`, true);
+    }
+    S.lastReply = frame;
+    S.inFlight = false;
+    buttons();
+    send();
+  }
+
+  function closeSocket() {
+    S.wsWanted = false;
+    if (S.ws) S.ws.close();
+    S.ws = null;
+    $("connection").textContent = STATIC_SITE ? "static site" : "not connected: computing here";
+    $("connection").classList.remove("error");
+  }
+
+  async function setRuntime(mode) {
+    $("runtime").value = mode;
+    if (mode === "browser") {
+      S.runtime = "browser";
+      closeSocket();
+      S.inFlight = false;
+      try {
+        if (!B.loading) B.loading = loadBrowser();
+        await B.loading;
+      } catch (err) {
+        B.loading = null;
+        status(`browser mode: ${err.message || err}`, true);
+        if (!STATIC_SITE) setRuntime("server");
+        return;
+      }
+      if (S.runtime !== "browser") return; // switched back meanwhile
+      runtimeNote();
+      S.dirty = true;
+      send();
+    } else {
+      S.runtime = "server";
+      S.inFlight = false;
+      runtimeNote();
+      if (!S.ws) connect();
+    }
+  }
+
+  // ---- label PNGs, decoded here (browser mode): the server's rules (spade_rt.labels) -------------------
+  async function inflate(parts) {
+    const stream = new Blob(parts).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  async function decodePng(buffer, maxPixels) { // -> {W, H, type, depth, channels, data (samples), palette}
+    const b = new Uint8Array(buffer), dv = new DataView(buffer);
+    const SIG = [137, 80, 78, 71, 13, 10, 26, 10];
+    if (b.length < 33 || SIG.some((v, i) => b[i] !== v)) throw new Error("not a PNG (only PNG is read as a label map)");
+    let o = 8, W = 0, H = 0, depth = 0, type = 0, interlace = 0, palette = null;
+    const idat = [];
+    while (o + 12 <= b.length) {
+      const n = dv.getUint32(o), t = String.fromCharCode(b[o + 4], b[o + 5], b[o + 6], b[o + 7]);
+      if (o + 12 + n > b.length) throw new Error("a damaged PNG (a chunk runs past the end)");
+      if (t === "IHDR") {
+        W = dv.getUint32(o + 8); H = dv.getUint32(o + 12); depth = b[o + 16]; type = b[o + 17]; interlace = b[o + 20];
+        if (W * H > maxPixels) throw new Error(`${W}x${H} (${W * H} pixels): more than the ${maxPixels} accepted`);
+      } else if (t === "PLTE") palette = b.subarray(o + 8, o + 8 + n);
+      else if (t === "IDAT") idat.push(b.subarray(o + 8, o + 8 + n));
+      else if (t === "IEND") break;
+      o += 12 + n;
+    }
+    const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[type];
+    if (!W || !H || !channels || !idat.length) throw new Error("a damaged PNG (no header or no image data)");
+    if (interlace) throw new Error("an interlaced PNG: save it without interlacing");
+    const bits = channels * depth, stride = Math.ceil((W * bits) / 8), bpp = Math.max(1, bits >> 3);
+    const raw = await inflate(idat);
+    if (raw.length < H * (stride + 1)) throw new Error("a damaged PNG (image data too short)");
+    const px = new Uint8Array(H * stride);
+    for (let y = 0; y < H; y++) {
+      const f = raw[y * (stride + 1)], src = y * (stride + 1) + 1, row = y * stride, prev = row - stride;
+      for (let i = 0; i < stride; i++) {
+        const a = i >= bpp ? px[row + i - bpp] : 0, up = y ? px[prev + i] : 0, c = y && i >= bpp ? px[prev + i - bpp] : 0;
+        let v = raw[src + i];
+        if (f === 1) v += a;
+        else if (f === 2) v += up;
+        else if (f === 3) v += (a + up) >> 1;
+        else if (f === 4) {
+          const p = a + up - c, pa = Math.abs(p - a), pb = Math.abs(p - up), pc = Math.abs(p - c);
+          v += pa <= pb && pa <= pc ? a : pb <= pc ? up : c;
+        } else if (f !== 0) throw new Error(`a damaged PNG (filter ${f})`);
+        px[row + i] = v & 255;
+      }
+    }
+    const n = W * H * channels, data = depth === 16 ? new Uint16Array(n) : new Uint8Array(n);
+    for (let y = 0; y < H; y++) {
+      for (let k = 0; k < W * channels; k++) {
+        const at = y * stride;
+        if (depth === 16) data[y * W * channels + k] = (px[at + 2 * k] << 8) | px[at + 2 * k + 1];
+        else if (depth === 8) data[y * W * channels + k] = px[at + k];
+        else {
+          const bit = k * depth, byte = px[at + (bit >> 3)];
+          data[y * W * channels + k] = (byte >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
+        }
+      }
+    }
+    return { W, H, type, depth, channels, data, palette };
+  }
+
+  function resizeNearest(src, w, h) { // Pillow's NEAREST (ImagingScaleAffine): accumulated source coordinates
+    const W = S.W, H = S.H, out = new Int32Array(W * H), xs = new Int32Array(W);
+    const ax = w / W, ay = h / H;
+    let xo = ax * 0.5;
+    for (let x = 0; x < W; x++) { xs[x] = Math.min(w - 1, Math.trunc(xo)); xo += ax; }
+    let yo = ay * 0.5;
+    for (let y = 0; y < H; y++) {
+      const sy = Math.min(h - 1, Math.trunc(yo)) * w;
+      for (let x = 0; x < W; x++) out[y * W + x] = src[sy + xs[x]];
+      yo += ay;
+    }
+    return out;
+  }
+
+  async function labelsHere(file) { // a label PNG -> the model's ids, in this page
+    const maxPixels = (S.info.limits && S.info.limits.max_map_pixels) || 2048 * 1024;
+    const p = await decodePng(await file.arrayBuffer(), maxPixels);
+    const n = p.W * p.H, stored = new Int32Array(n);
+    if (p.type === 0 || p.type === 3) { // one channel: ids as stored (a palette PNG's indices)
+      if (p.type === 0 && p.depth < 8) throw new Error(`a ${p.depth}-bit grey PNG: expected 8 or 16 bits of ids`);
+      for (let i = 0; i < n; i++) stored[i] = p.data[i];
+    } else if (p.type === 2 || p.type === 6) { // colours of the model's palette
+      if (!S.info.palette) throw new Error(`has ${p.channels} channels: expected one channel of ids (this model has no palette)`);
+      const byColour = new Map();
+      for (const c of S.info.classes) byColour.set(parseInt(c.colour.slice(1), 16), c.id);
+      const shift = p.depth === 16 ? 8 : 0;
+      let unknown = 0;
+      for (let i = 0; i < n; i++) {
+        const d = p.data, k = i * p.channels;
+        const id = byColour.get(((d[k] >> shift) << 16) | ((d[k + 1] >> shift) << 8) | (d[k + 2] >> shift));
+        if (id === undefined) unknown++;
+        stored[i] = id === undefined ? -1 : id;
+      }
+      if (unknown) throw new Error(`${unknown} pixels have colours outside the ${S.info.palette} palette`);
+    } else {
+      throw new Error("has 2 channels (grey + alpha): expected one channel of ids or the palette's colours");
+    }
+    const ids = resizeNearest(stored, p.W, p.H), out = new S.IdArray(S.W * S.H), dc = S.info.dontcare_id;
+    let bad = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const v = ids[i] === 255 && dc !== null && dc !== undefined ? dc : ids[i];
+      if (v < 0 || v >= S.info.num_ids) bad++;
+      out[i] = v;
+    }
+    if (bad) throw new Error(`${bad} pixels hold ids outside 0..${S.info.num_ids - 1}`);
+    return out;
   }
 
   // ---- files --------------------------------------------------------------------------------------------
@@ -247,16 +557,29 @@
 
   async function loadFile(file) {
     try {
-      replace(await fetchIds("/v1/labels?resize=true", { method: "POST", headers: { "Content-Type": "image/png" }, body: file }));
+      if (S.runtime === "browser") replace(await labelsHere(file));
+      else replace(await fetchIds("/v1/labels?resize=true", { method: "POST", headers: { "Content-Type": "image/png" }, body: file }));
       status(`loaded ${file.name}`);
     } catch (err) {
       status(`${file.name}: ${err.message}`, true);
     }
   }
 
+  async function exampleIds(seedValue) {
+    if (!STATIC_SITE) return fetchIds(`/v1/example?seed=${seedValue}&format=ids`);
+    if (!B.examples) { // `spade-rt web` wrote some scenes: examples.bin, one map of ids after another
+      const res = await fetch(URLS.examples);
+      if (!res.ok) throw new Error(`${res.status}`);
+      B.examples = new S.IdArray(await res.arrayBuffer());
+    }
+    const count = Math.floor(B.examples.length / (S.W * S.H));
+    const i = seedValue % count;
+    return B.examples.slice(i * S.W * S.H, (i + 1) * S.W * S.H);
+  }
+
   async function example(seedValue) {
     try {
-      replace(await fetchIds(`/v1/example?seed=${seedValue}&format=ids`));
+      replace(await exampleIds(seedValue));
     } catch (err) {
       status(`example: ${err.message}`, true);
     }
@@ -378,7 +701,7 @@
   }
 
   async function init() {
-    const res = await fetch("/v1/model");
+    const res = await fetch(URLS.model);
     const info = (S.info = await res.json());
     S.W = info.width;
     S.H = info.height;
@@ -419,17 +742,30 @@
       $("style-note").textContent = `VAE model: the seed draws its style vector z (${info.z_dim} values).`;
     }
     $("example").hidden = !info.examples;
+    const offer = info.browser || {};
+    const serverOption = $("runtime").querySelector('option[value="server"]');
+    const browserOption = $("runtime").querySelector('option[value="browser"]');
+    serverOption.disabled = STATIC_SITE;
+    if (STATIC_SITE) serverOption.textContent = "server (none: a static site)";
+    browserOption.disabled = !offer.available;
+    if (!offer.available) browserOption.title = offer.reason || "";
+    $("runtime").addEventListener("change", () => setRuntime($("runtime").value));
     bind();
     render();
     buttons();
     if (info.examples) {
-      S.ids.set(await fetchIds(`/v1/example?seed=0&format=ids`)); // a first scene to paint over
+      S.ids.set(await exampleIds(0)); // a first scene to paint over
       render();
     }
     S.dirty = true;
-    connect();
+    const wanted = STATIC_SITE || params.get("runtime") === "browser" ? "browser" : "server";
+    if (wanted === "browser" && !offer.available) status(`browser mode unavailable: ${offer.reason}`, true);
+    await setRuntime(wanted === "browser" && offer.available ? "browser" : "server");
   }
 
+  spadeRt.state = S;
+  spadeRt.browser = B;
+  spadeRt.idle = () => !S.inFlight && !S.dirty && S.lastReply === S.lastSent && img.dataset.frame === String(S.lastSent);
   window.painter = {
     state: S,
     idle: () => !S.inFlight && !S.dirty && S.lastReply === S.lastSent && img.dataset.frame === String(S.lastSent),
