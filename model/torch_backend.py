@@ -29,6 +29,7 @@ class TorchBackend(Backend):
         native = load_model(model)
         self.config = native.config
         self.device = torch.device(device)
+        self.on_gpu = self.device.type == "cuda"  # spade-rt serve batches on GPUs only
         self.net = build_generator(native).to(self.device)
         self.encoder = build_encoder(native)
         if self.encoder is not None:

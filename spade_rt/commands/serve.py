@@ -82,7 +82,8 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     with Synthesizer(source, backend=args.backend, **server_backend_options(source, kind, args.backend)) as synth:
         spec = synth.spec
-        max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch)
+        on_gpu = getattr(synth.backend, "on_gpu", kind == "engine")  # engines run on GPUs; torch/OpenVINO here: CPU
+        max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch, on_gpu=on_gpu)
         browser = browser_offer(runtime, browser_graph, spec, kind, served=browser_graph == source)
         app, state = create_app(synth, settings, max_batch, name, kind, browser)
         log.info(
@@ -122,10 +123,11 @@ def browser_offer(runtime, graph, spec, kind: str, *, served: bool = False):
 
 
 def server_backend_options(source, kind: str, backend: str) -> dict:
-    """Backend options for a long-running server. ONNX Runtime on CPUs: no memory arena. The arena keeps the
-    largest activations of every batch size it has seen (measured on the demo graph: 480 MB resident after
-    batches of 8, 148 MB after single pictures) for a gain within noise on CPUs, where activations are
-    allocated far faster than the convolutions run (docs/serving.md, "Memory")."""
+    """Backend options for a long-running server (docs/serving.md, "Measured"). ONNX Runtime on CPUs: no memory
+    arena (it keeps the largest activations of every batch size it has seen: 480 MB resident after batches of
+    8 on the demo graph, against 216 MB without it, for a per-picture time within noise), and threads that
+    sleep when idle instead of spinning (a server shares its cores with its clients and the painter's browser:
+    its compute per frame halved in the browser test)."""
     from spade_rt.runtime.registry import default_backend
 
     name = default_backend(kind).name if backend == "auto" else backend
@@ -133,7 +135,9 @@ def server_backend_options(source, kind: str, backend: str) -> dict:
         return {}
     import onnxruntime as ort
 
-    return {} if "CUDAExecutionProvider" in ort.get_available_providers() else {"memory_arena": False}
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return {}
+    return {"memory_arena": False, "spinning": False}
 
 
 def register(sub) -> None:
@@ -170,7 +174,8 @@ def register(sub) -> None:
         "--max-batch",
         type=int,
         metavar="N",
-        help="pictures per backend call (default: the graph's or engine's maximum batch, else 8; 1: no batching)",
+        help="pictures per backend call (default on GPUs: the graph's or engine's maximum batch, else 8; on CPUs 1, "
+        "measured faster: docs/serving.md; 1: no batching)",
     )
     p.add_argument(
         "--max-delay-ms",

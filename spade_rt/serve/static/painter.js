@@ -26,7 +26,7 @@
   const S = {
     info: null, W: 0, H: 0, IdArray: Uint8Array, dtype: "uint8", ids: null, lut: null,
     current: 0, tool: "brush", radius: 4, undo: [], redo: [], drawing: false, last: null,
-    ws: null, retry: 250, frame: 0, inFlight: false, dirty: false, sentAt: new Map(),
+    ws: null, retry: 250, frame: 0, inFlight: false, dirty: false, sentAt: new Map(), shownFrame: 0,
     lastSent: -1, lastReply: -1, picture: null, pictureUrl: null, exampleSeed: 0, image: null,
     runtime: "server", wsWanted: false, sentIds: new Map(),
   };
@@ -225,14 +225,17 @@
       status(`frame ${h.frame}: ${h.error}`, true);
     } else {
       const rt = sent === undefined ? NaN : performance.now() - sent;
+      S.inFlight = false;
+      S.lastReply = h.frame;
+      send(); // the newest map goes out first: the server computes it while this picture is decoded and shown
       try {
         const p = await decodePng(payload.slice().buffer, Infinity);
+        if (h.frame < S.shownFrame) return; // a newer picture came in while this one was decoded
         spadeRt.last = { ids, width: p.W, height: p.H, rgb: p.data, runtime: "server", backend: S.info.backend, ms: rt };
       } catch (err) {
         status(`frame ${h.frame}: cannot read the picture: ${err.message}`, true);
       }
-      S.inFlight = false;
-      S.lastReply = h.frame;
+      S.shownFrame = h.frame;
       showPicture(new Blob([payload], { type: "image/png" }), h.frame);
       $("latency").textContent =
         `· frame ${h.frame}: ${rt.toFixed(0)} ms (server ${h.server_ms.toFixed(0)} ms: ` +
