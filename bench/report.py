@@ -18,7 +18,8 @@ def markdown_table(result: dict) -> str:
         f"**{cfg['preset']}**, ngf {cfg['ngf']}, {cfg['size'][0]}x{cfg['size'][1]}, batch 1 — "
         f"{m['device_name']} ({m['cpus']} CPUs), {result['date']}",
         "",
-        "| backend | tier | p50 ms | p90 ms | p99 ms | speed-up vs eager | peak memory MB | rel. L2 vs fp32 | PSNR dB |",
+        "| backend | tier | p50 ms | p90 ms | p99 ms | speed-up vs eager | peak memory MB | rel. L2 vs fp32 | PSNR dB "
+        "|",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in result["backends"].items():
