@@ -18,7 +18,7 @@ from spade_rt.cli import main
 from spade_rt.errors import BackendUnavailableError, ConfigError
 from spade_rt.runtime.onnx_meta import read_onnx_metadata
 from spade_rt.runtime.openvino_backend import TIERS, OpenVinoBackend, tier_available
-from spade_rt.runtime.registry import auto_backend, get_backend
+from spade_rt.runtime.registry import AUTO_ONNX_CPU, auto_backend, get_backend
 from spade_rt.runtime.spec import report_path
 from spade_rt.runtime.synthesizer import Synthesizer
 
@@ -109,7 +109,7 @@ def test_tiers_are_measured_at_export_and_shown_by_inspect(coco):
         assert not half["offered"] and half["reason"] == why
     out = run_cli("inspect", static).stdout
     assert "tier exact" in out and "openvino CPU f32" in out and "tier half" in out
-    assert "auto_backend_here  openvino" in out
+    assert f"auto_backend_here  {AUTO_ONNX_CPU['static'][0]}" in out
 
 
 def test_half_tier_is_offered_only_when_measured_within_its_bound(tmp_path):
@@ -182,11 +182,13 @@ def test_auto_rule_and_override(coco):
     for path in (static, dedup):  # the metadata reader agrees with the onnx package
         want_meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         assert read_onnx_metadata(path) == want_meta and "spade_rt.spec" in want_meta
-    assert auto_backend("onnx", static).name == "openvino"
-    assert auto_backend("onnx", dedup).name == "onnxruntime"
+    # both installed here: each graph kind gets the first backend of the registry's fixed rule
+    assert auto_backend("onnx", static).name == AUTO_ONNX_CPU["static"][0]
+    assert auto_backend("onnx", dedup).name == AUTO_ONNX_CPU["dedup"][0]
     assert auto_backend("onnx", static, {"providers": ["CPUExecutionProvider"]}).name == "onnxruntime"
+    assert auto_backend("native", None).name == "torch"
     with Synthesizer(static) as s:
-        assert s.backend.name == "openvino"
+        assert s.backend.name == AUTO_ONNX_CPU["static"][0]
     with Synthesizer(static, backend="onnxruntime") as s:
         assert s.backend.name == "onnxruntime"
     assert get_backend("openvino").install == "pip install 'spade-rt[openvino]'"
