@@ -149,10 +149,8 @@ class OpenVinoBackend(Backend):
         if cache:
             from spade_rt.cache import built_dir
 
-            where = Path(cache_dir) if cache_dir else built_dir() / "openvino"
-            where.mkdir(parents=True, exist_ok=True)
-            self.core.set_property({"CACHE_DIR": str(where)})
-            self.cache_dir: Path | None = where
+            # created and handed to OpenVINO at the first compilation: a call refused before it writes nothing
+            self.cache_dir: Path | None = Path(cache_dir) if cache_dir else built_dir() / "openvino"
         else:
             self.cache_dir = None
         try:
@@ -171,6 +169,7 @@ class OpenVinoBackend(Backend):
         }
         if fam == "CPU":
             self.config["INFERENCE_NUM_THREADS"] = str(threads or default_threads())
+        self._cache_set = False
         self._compiled: dict[tuple, tuple] = {}  # input shapes -> (compiled model, infer request)
         self.loaded_from_cache: list[bool] = []  # per compiled shape, in order
         self.last_times = StageTimes()
@@ -189,6 +188,10 @@ class OpenVinoBackend(Backend):
         hit = self._compiled.get(key)
         if hit is not None:
             return hit[1]
+        if self.cache_dir is not None and not self._cache_set:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            self._cache_set = True
         model = self._model.clone()
         model.reshape({name: list(arr.shape) for name, arr in feeds.items()})
         t0 = time.perf_counter()

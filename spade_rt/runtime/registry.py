@@ -102,12 +102,13 @@ def default_backend(kind: str) -> BackendEntry:
 
 # The ``auto`` choice for a spade-rt ONNX graph on a CPU: the fastest exact backend installed, by a fixed rule
 # (no timing at start-up; ``--backend`` overrides). Per graph kind (the spec's ``graph_options.graph``), the
-# backends in order of preference; the first installed one wins. Justified by the CPU bench
-# (bench/results/amd-epyc-2cpu-2026-12-01/, docs/bench.md): the static graph runs faster on OpenVINO fp32
-# than on ONNX Runtime, the dedup graph faster on ONNX Runtime (OpenVINO runs its data-dependent Unique /
-# Gather part slower). fp16 graphs are GPU graphs and stay on ONNX Runtime (its CUDA provider), and so does
-# every graph where onnxruntime-gpu is installed (a GPU user) or backend options were passed (they are ONNX
-# Runtime's: providers, threads, IO binding).
+# backends in order of preference; the first installed one wins. From the CPU bench of 2026-12-01
+# (bench/results/amd-epyc-2cpu-2026-12-01/, docs/bench.md): the static graph runs faster on OpenVINO fp32 than
+# on ONNX Runtime (coco 1487 vs 1601 ms, ade20k 2025 vs 3332 ms); the dedup graph faster on ONNX Runtime (coco
+# 949 vs 1036 ms, issue 20's quiet cores 519 vs 667 ms; ade20k within that run's noise), OpenVINO spending
+# much of it in its Unique. fp16 graphs are GPU graphs and stay on ONNX Runtime (its CUDA provider), and so
+# does every graph where onnxruntime-gpu is installed (a GPU user) or backend options were passed (they are
+# ONNX Runtime's: providers, threads, IO binding).
 AUTO_ONNX_CPU: dict[str, tuple[str, ...]] = {
     "static": ("openvino", "onnxruntime"),
     "dedup": ("onnxruntime", "openvino"),
