@@ -3,8 +3,8 @@ backend is timed over the same boundary: label ids in host memory -> picture in 
 
 Which contestants exist, and which backend provides each, is the runtime's backend registry
 (``spade_rt.runtime.registry``: ``contestants`` and ``bench`` of each entry); the entry's ``bench`` names one
-of the ``ContestantFactory`` objects below (``TORCH``, ``ONNXRUNTIME``, ``TENSORRT``). A factory prepares what
-a contestant loads (export, build: untimed, outside its memory figure) and loads it.
+of the ``ContestantFactory`` objects below (``TORCH``, ``ONNXRUNTIME``, ``OPENVINO``, ``TENSORRT``). A factory
+prepares what a contestant loads (export, build: untimed, outside its memory figure) and loads it.
 
 - ``torch``: the baseline, the original formulation: eager fp32, the one-hot (+ edge) semantics built on the
   device from the ids by scatter (as the original preprocess_input does), spectral norm recomputed from
@@ -19,6 +19,15 @@ a contestant loads (export, build: untimed, outside its memory figure) and loads
 - ``onnxruntime-onehot``: the same with the one-hot conv formulation of the lookups (GPU only: which of the
   two is faster there is what this contestant measures);
 - ``onnxruntime-dedup``: our dedup graph (gamma/beta once per distinct label patch), fp32, CPU;
+- ``onnxruntime-plain``: the peer a user without spade-rt runs: the original network (one-hot input, spectral
+  and batch norm as in the checkpoint) exported with ``torch.onnx.export`` as it is, on an ONNX Runtime session
+  with default settings; the one-hot (+ edge) input is built on the host from the ids each call;
+- ``openvino``, ``openvino-dedup``: our static / dedup graph on OpenVINO's CPU device, exact tier (fp32);
+- ``openvino-half``, ``openvino-dedup-half``: the same at the half tier (bf16 where the CPU has it), offered
+  only when export measured it within 1e-2 (spade_rt.runtime.openvino_backend);
+- ``openvino-plain``: the plain export on OpenVINO with its defaults (``compile_model(path, "CPU")``; on CPUs
+  with bf16 that default is bf16, so the record names the precision it ran); ``openvino-plain-exact``: the
+  same with the fp32 hint, the exact plain peer;
 - ``tensorrt``: our fp16 engine through the spade_rt runtime (TensorRT or TensorRT-RTX); throughput batches
   get an engine whose profile's optimum is that batch.
 
@@ -131,6 +140,8 @@ def torch_contestant(name: str, model_path: Path, artifact: Path | None, device:
 
 
 def onnxruntime_contestant(name: str, model_path: Path, onnx_path: Path | None, device: str) -> Contestant:
+    if name == "onnxruntime-plain":
+        return plain_contestant(name, model_path, onnx_path, device)
     from spade_rt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -144,10 +155,90 @@ def onnxruntime_contestant(name: str, model_path: Path, onnx_path: Path | None, 
     where = providers[0] + (", IO binding" if backend.io_binding else "")
     where += ", CUDA graphs" if backend.cuda_graph else ""
     description = f"spade-rt {kind} graph ({backend.spec.precision}; {detail}) on ONNX Runtime {where}"
-    c = Contestant(name, description, backend.run, extra={"backend": backend})
+    c = Contestant(
+        name,
+        description,
+        backend.run,
+        extra={"backend": backend, "tier": "exact" if backend.spec.precision == "fp32" else "half"},
+    )
     if device == "cuda":
         c.device_timing = "none: ONNX Runtime runs on its own CUDA streams (host-to-host time only)"
     return c
+
+
+def _plain_feeds(cfg, use_edges: bool):
+    """ids (N, H, W) [+ edges] -> the original network's float one-hot (+ edge) input, built on the host."""
+    num_ids = cfg.num_label_ids
+
+    def feed(ids: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
+        n, h, w = ids.shape
+        seg = np.zeros((n, cfg.semantic_nc, h, w), np.float32)
+        np.put_along_axis(seg, ids[:, None].astype(np.intp), 1.0, axis=1)
+        if use_edges:
+            seg[:, num_ids] = edges
+        return seg
+
+    return feed
+
+
+def plain_contestant(name: str, model_path: Path, onnx_path: Path | None, device: str) -> Contestant:
+    """The original network exported as it is, on a runtime with its default settings."""
+    if device != "cpu":
+        raise UnavailableError("the plain peers are CPU contestants")
+    cfg = load_model(model_path).config
+    feed = _plain_feeds(cfg, cfg.use_instance)
+    if name == "onnxruntime-plain":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+        def run(ids, edges, z):
+            return session.run(None, {"semantics": feed(ids, edges)})[0]
+
+        return Contestant(
+            name, "original network, torch.onnx.export as it is, ONNX Runtime defaults", run, extra={"tier": "exact"}
+        )
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UnavailableError("OpenVINO is not installed: pip install 'spade-rt[openvino]'") from None
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if name == "openvino-plain-exact" else {}
+    compiled = core.compile_model(str(onnx_path), "CPU", config)
+    request = compiled.create_infer_request()
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # f32, bf16, f16
+
+    def run_ov(ids, edges, z):
+        request.infer({"semantics": feed(ids, edges)})
+        return np.array(request.get_output_tensor(0).data, copy=True)
+
+    how = "the fp32 hint" if config else "OpenVINO defaults"
+    return Contestant(
+        name,
+        f"original network, torch.onnx.export as it is, {how} (inference precision {precision})",
+        run_ov,
+        extra={"tier": "exact" if precision == "f32" else f"{precision} (default)"},
+    )
+
+
+def openvino_contestant(name: str, model_path: Path, onnx_path: Path | None, device: str) -> Contestant:
+    if name.startswith("openvino-plain"):
+        return plain_contestant(name, model_path, onnx_path, device)
+    if device != "cpu":
+        raise UnavailableError("OpenVINO contestants run on the CPU here (its GPU device is Intel's)")
+    from spade_rt.runtime.openvino_backend import OpenVinoBackend
+
+    tier = "half" if name.endswith("-half") else "exact"
+    try:
+        backend = OpenVinoBackend(onnx_path, tier=tier)
+    except Exception as exc:
+        raise UnavailableError(str(exc)) from None
+    kind = backend.spec.extra.get("graph_options", {}).get("graph", "static")
+    precision = backend.config["INFERENCE_PRECISION_HINT"]
+    err = "" if backend.measured_error is None else f", measured at export: rel. L2 {backend.measured_error:.1e}"
+    description = f"spade-rt {kind} graph on OpenVINO CPU, {tier} tier ({precision}{err})"
+    return Contestant(name, description, backend.run, extra={"backend": backend, "tier": tier})
 
 
 def tensorrt_contestant(name: str, model_path: Path, engine_path: Path | None, device: str) -> Contestant:
@@ -192,6 +283,10 @@ def _no_artifact(name: str, model_path: Path, work: Path, device: str, batch_max
 
 
 def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
+    if name == "onnxruntime-plain":
+        if device != "cpu":
+            raise UnavailableError("the plain peers are CPU contestants")
+        return plain_graph(model_path, work)
     if name == "onnxruntime-dedup":
         if device == "cuda":
             raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
@@ -203,6 +298,44 @@ def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_m
     # the CUDA provider: every node on the GPU (float index pad: it has no int32 Pad), so CUDA graphs apply
     lookup = "onehot" if name == "onnxruntime-onehot" else "gather"
     return _graph(model_path, work, "fp16", batch_max, index_pad="float", lookup=lookup)
+
+
+def plain_graph(model_path: Path, work: Path) -> Path:
+    """The original network exported as a user would without spade-rt: ``torch.onnx.export`` of the module as
+    it is (one-hot input; spectral norm and batch norm as in the checkpoint, constant-folded by the exporter
+    like any other weights), dynamic batch, the exporter's defaults otherwise (TorchScript-based exporter: the
+    default torch.export-based one needs onnxscript)."""
+    path = work / "graph_plain.onnx"
+    if path.is_file():
+        return path
+    native = load_model(model_path)
+    if native.config.use_vae:
+        raise UnavailableError("the plain peer is exported for models without an encoder (no z)")
+    net = build_generator(native).eval()
+    h, w = native.config.output_hw
+    seg = torch.zeros(1, native.config.semantic_nc, h, w)
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (seg,),
+            str(path),
+            input_names=["semantics"],
+            output_names=["image"],
+            dynamic_axes={"semantics": {0: "n"}, "image": {0: "n"}},
+            dynamo=False,
+        )
+    return path
+
+
+def _openvino_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
+    if device != "cpu":
+        raise UnavailableError("OpenVINO contestants run on the CPU here")
+    if name.startswith("openvino-plain"):
+        return plain_graph(model_path, work)
+    return _graph(model_path, work, "fp32", batch_max, "dedup" if "-dedup" in name else "static")
 
 
 def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
@@ -230,6 +363,7 @@ class ContestantFactory:
 
 TORCH = ContestantFactory(_no_artifact, torch_contestant)
 ONNXRUNTIME = ContestantFactory(_onnx_artifact, onnxruntime_contestant)
+OPENVINO = ContestantFactory(_openvino_artifact, openvino_contestant)
 TENSORRT = ContestantFactory(_engine_artifact, tensorrt_contestant, per_batch=True)
 
 

@@ -18,18 +18,19 @@ def markdown_table(result: dict) -> str:
         f"**{cfg['preset']}**, ngf {cfg['ngf']}, {cfg['size'][0]}x{cfg['size'][1]}, batch 1 — "
         f"{m['device_name']} ({m['cpus']} CPUs), {result['date']}",
         "",
-        "| backend | p50 ms | p90 ms | p99 ms | speed-up vs eager | peak memory MB | rel. L2 vs fp32 | PSNR dB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | tier | p50 ms | p90 ms | p99 ms | speed-up vs eager | peak memory MB | rel. L2 vs fp32 | PSNR dB "
+        "|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in result["backends"].items():
         if e["status"] != "ok":
-            lines.append(f"| {name} | — | — | — | — | — | — | — |  ")
+            lines.append(f"| {name} | — | — | — | — | — | — | — | — |  ")
             continue
         lat, acc = e["latency_ms"], e["accuracy"]
         psnr = "exact" if acc["psnr_db"] == float("inf") else f"{acc['psnr_db']:.1f}"
         speed = "1.00x (baseline)" if name == base else f"{e['speedup_vs_baseline']:.2f}x"
         lines.append(
-            f"| {name} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {speed} | "
+            f"| {name} | {e.get('tier', '')} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {speed} | "
             f"{'—' if e['peak_memory_mb'] is None else format(e['peak_memory_mb'], '.0f')} | "
             f"{acc['max_rel_l2']:.1e} | {psnr} |"
         )
@@ -50,6 +51,12 @@ def markdown_table(result: dict) -> str:
         lines += ["", "Throughput (median over repetitions):", *throughput]
     if skipped:
         lines += ["", "Not run here:", *skipped]
+    load = result.get("load_average") or {}
+    if load:
+        lines += ["", f"Load average (1, 5, 15 min; `uptime`): start {load.get('start')}, end {load.get('end')}"]
+    if result.get("reference_std") is not None:
+        model = result.get("model", {}).get("kind", "")
+        lines += ["", f"Model: {model}; eager output std over the maps (reference_std): {result['reference_std']:.3f}"]
     lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 

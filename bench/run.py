@@ -35,7 +35,20 @@ log = logging.getLogger(__name__)
 
 ALL_BACKENDS = all_contestants()  # from the backend registry: torch, torch-fp16, torch-compile, onnxruntime ...
 BASELINE = "torch"
-DEFAULT_BACKENDS = ("torch", "torch-compile", "onnxruntime", "onnxruntime-dedup", "tensorrt")
+DEFAULT_BACKENDS = (
+    "torch",
+    "torch-compile",
+    "onnxruntime-plain",
+    "openvino-plain",
+    "openvino-plain-exact",
+    "onnxruntime",
+    "onnxruntime-dedup",
+    "openvino",
+    "openvino-dedup",
+    "openvino-half",
+    "openvino-dedup-half",
+    "tensorrt",
+)
 
 
 @dataclass
@@ -70,19 +83,33 @@ class BenchSettings:
 
 
 # ---- the model under test ---------------------------------------------------------------------------------
+CALIBRATION_MAPS = 4  # real maps whose activations give the random model's batch-norm statistics
+REFERENCE_STD_MIN = 0.3  # eager output std of the bench's random model: real pictures spread (demo model ~0.47)
+OUTPUT_STD_TARGET = 0.45
+
+
 @torch.no_grad()
-def trained_looking_model(cfg: GeneratorConfig, path: Path, seed: int = 0) -> Path:
-    """Random weights with the statistics of a trained net (BN running stats, biases, converged u/v).
+def realistic_model(cfg: GeneratorConfig, path: Path, maps: list, seed: int = 0) -> tuple[Path, dict]:
+    """Random weights with the statistics of a trained net, for timing and for accuracy.
+
+    - spectral norm: u, v converged (power iterations), as after training;
+    - batch norm: running statistics from the network's own activations on real label maps (``maps``: the
+      bench's COCO-Stuff sample), one pass with the norms in training mode (cumulative average), as a trained
+      net's statistics come from its data; so every normalised activation is ~N(0, 1) on real inputs;
+    - output spread: ``conv_img`` scaled until the eager output's std over the maps reaches
+      ``OUTPUT_STD_TARGET`` (>= ``REFERENCE_STD_MIN``), like real pictures (the trained demo model: ~0.47).
+      Without it the random net's pictures are almost flat (std ~0.02), which understates the relative error
+      of reduced precisions.
 
     Timing does not depend on the weights; accuracy between formulations is measured on the same weights.
+    Returns the path and what was done (recorded in the bench JSON).
     """
+    from spade_rt.model.semantics import semantics_from_numpy
+
     torch.manual_seed(seed)
     net = SPADEGenerator(cfg).eval()
     g = torch.Generator().manual_seed(seed)
     for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
         if hasattr(m, "weight_orig"):
             w = m.weight_orig.flatten(1)
             u = torch.nn.functional.normalize(torch.randn(w.shape[0], generator=g), dim=0)
@@ -91,10 +118,34 @@ def trained_looking_model(cfg: GeneratorConfig, path: Path, seed: int = 0) -> Pa
                 u = torch.nn.functional.normalize(w @ v, dim=0)
             m.weight_u.copy_(u)
             m.weight_v.copy_(v)
-    save_model(
-        path, NativeModel(cfg, net.state_dict(), None, {"kind": "random, trained-looking (bench)", "seed": seed})
-    )
-    return path
+    seg = torch.cat([semantics_from_numpy(ids, cfg.num_label_ids, edges) for ids, edges in maps])
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: the statistics of this pass
+        m.train()
+    net(seg)
+    for m in norms:
+        m.momentum = 0.1
+        m.eval()
+    scale, std = 1.0, float(net(seg).std())
+    for _ in range(6):
+        if abs(std - OUTPUT_STD_TARGET) < 0.02:
+            break
+        k = OUTPUT_STD_TARGET / max(std, 1e-3)
+        net.conv_img.weight.mul_(k)
+        net.conv_img.bias.mul_(k)
+        scale *= k
+        std = float(net(seg).std())
+    what = {
+        "kind": "random weights, batch-norm statistics from its own activations on real maps (bench)",
+        "seed": seed,
+        "calibration_maps": len(maps),
+        "conv_img_scale": round(scale, 4),
+        "output_std_on_calibration_maps": round(std, 4),
+    }
+    save_model(path, NativeModel(cfg, net.state_dict(), None, what))
+    return path, what
 
 
 # ---- inputs -----------------------------------------------------------------------------------------------
@@ -158,14 +209,20 @@ def machine_slug(info: dict) -> str:
 Inputs = list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]  # (ids, edges, z) per real map
 
 
-def model_under_test(settings: BenchSettings, work: Path) -> tuple[Path, GeneratorConfig]:
-    """The given model, or random trained-looking weights of the preset at the requested width and size."""
+def model_under_test(
+    settings: BenchSettings, work: Path, data_dir: Path | None = None
+) -> tuple[Path, GeneratorConfig, dict]:
+    """The given model, or realistic random weights of the preset at the requested width and size
+    (``realistic_model``: batch-norm statistics from real maps of ``data_dir``)."""
     if settings.model is not None:
-        return Path(settings.model), load_model(settings.model).config
+        native = load_model(settings.model)
+        return Path(settings.model), native.config, {"kind": "given", "file": Path(settings.model).name}
     cfg = GeneratorConfig.from_preset(settings.preset, ngf=settings.ngf)
     if settings.size is not None and settings.size != cfg.output_hw:
         cfg = cfg.replace(crop_size=settings.size[1], aspect_ratio=settings.size[1] / settings.size[0])
-    return trained_looking_model(cfg, work / "model.safetensors"), cfg
+    maps = real_inputs(cfg.label_spec, data_dir or default_data_dir(), CALIBRATION_MAPS)
+    path, what = realistic_model(cfg, work / "model.safetensors", maps)
+    return path, cfg, what
 
 
 def bench_inputs(cfg: GeneratorConfig, data_dir: Path, count: int) -> Inputs:
@@ -222,6 +279,8 @@ def load_contestants(settings: BenchSettings, model: Path, work: Path, inputs: I
             "warmup": {"calls": warm.calls, "settled": warm.settled},
             "peak_memory_mb": peak,
         }
+        if c.extra.get("tier"):
+            results[name]["tier"] = c.extra["tier"]
         if c.device_timing:
             results[name]["device_timing"] = c.device_timing
         log.info("%s ready in %.1f s (%d warm-up calls)", name, time.perf_counter() - t0, warm.calls)
@@ -245,6 +304,7 @@ def measure_accuracy(contestants: dict[str, Contestant], inputs: Inputs, results
     """Every contestant on every real map, batch 1, against the eager fp32 baseline."""
     call = caller(inputs)
     reference = [call(contestants[BASELINE], [i]) for i in range(len(inputs))]
+    results[BASELINE]["reference_std"] = float(np.std(np.concatenate(reference)))
     for name, c in contestants.items():
         outs = [call(c, [i]) for i in range(len(inputs))]
         errs = [rel_l2(o, r) for o, r in zip(outs, reference)]
@@ -327,9 +387,10 @@ def run_bench(settings: BenchSettings) -> dict:
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: PyTorch sees no CUDA GPU here")
     data_dir = settings.data_dir or default_data_dir()
+    load_start = load_average()
     work = Path(tempfile.mkdtemp(prefix="spade-rt-bench-"))
     try:
-        model, cfg = model_under_test(settings, work)
+        model, cfg, model_info = model_under_test(settings, work, data_dir)
         inputs = bench_inputs(cfg, data_dir, max(8, max(settings.batches)))
         sync = torch.cuda.synchronize if settings.device == "cuda" else None
         results: dict[str, dict] = {}
@@ -345,7 +406,8 @@ def run_bench(settings: BenchSettings) -> dict:
                     backend.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)  # exported graphs, engines, the random model: never left behind
-    result = bench_record(settings, cfg, data_dir, len(inputs), results)
+    result = bench_record(settings, cfg, data_dir, len(inputs), results, model_info)
+    result["load_average"] = {"start": load_start, "end": load_average()}
     json_path = settings.json_path or (
         Path("bench")
         / "results"
@@ -357,8 +419,16 @@ def run_bench(settings: BenchSettings) -> dict:
     return result
 
 
-def bench_record(settings: BenchSettings, cfg: GeneratorConfig, data_dir: Path, maps: int, results: dict) -> dict:
+def bench_record(
+    settings: BenchSettings,
+    cfg: GeneratorConfig,
+    data_dir: Path,
+    maps: int,
+    results: dict,
+    model_info: dict | None = None,
+) -> dict:
     h, w = cfg.output_hw
+    reference_std = results.get(BASELINE, {}).pop("reference_std", None)
     return {
         "spade_rt_bench": 1,
         "date": date.today().isoformat(),
@@ -385,8 +455,20 @@ def bench_record(settings: BenchSettings, cfg: GeneratorConfig, data_dir: Path, 
         "device time where the contestant has one (device_ms); GPU memory: the drop in free device memory over "
         "load + one call, the same measure for every contestant",
         "baseline": BASELINE,
+        "model": model_info or {},
+        # std of the eager fp32 pictures over the bench maps: relative errors mean something only on pictures
+        # that spread like real ones (REFERENCE_STD_MIN)
+        "reference_std": reference_std,
         "backends": {n: results[n] for n in settings.contestants if n in results},
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 min load average at the end of the run (`uptime`): contention flatters ratios to eager."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def default_data_dir() -> Path:

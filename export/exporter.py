@@ -16,7 +16,7 @@ from spade_rt.export.cuda_ep import cuda_ep_gaps
 from spade_rt.export.folding import fold_generator
 from spade_rt.export.graph_stats import graph_macs, op_counts
 from spade_rt.export.onnx_graph import GraphOptions, build_graph
-from spade_rt.export.verify import verify_graph
+from spade_rt.export.verify import measure_tiers, verify_graph
 from spade_rt.io_utils import atomic_path, check_output_file
 from spade_rt.model.costs import generator_macs
 from spade_rt.model.header import model_config
@@ -35,6 +35,7 @@ def export_model(
     verify_samples: int = 2,
     verify_labels=(),
     announce: bool = True,
+    measure_precision_tiers: bool = True,
 ) -> dict:
     """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure.
 
@@ -58,9 +59,9 @@ def export_model(
     t_emit = time.perf_counter() - t0
     hw = options.validate(folded)
 
-    verification = None
+    verification = tiers = None
     if verify:
-        verification = verify_graph(
+        verified = verify_graph(
             data,
             native.config,
             native.generator,
@@ -70,7 +71,10 @@ def export_model(
             max_batch=options.batch[2],
             samples=verify_samples,
             user_labels=verify_labels,
-        ).to_dict()
+        )
+        verification = verified.to_dict()
+        if options.precision == "fp32" and options.output == "float" and measure_precision_tiers:
+            tiers = measure_tiers(data, verified)
     else:
         log.warning("verification skipped (--no-verify): the graph was not compared with the PyTorch network")
 
@@ -105,6 +109,9 @@ def export_model(
         "original_gmacs_per_image": round(original / 1e9, 2),
         "ops": op_counts(model),
         "verification": verification,
+        # precision tiers measured on the verification inputs (export/verify.py: measure_tiers); a backend
+        # offers a tier other than exact only when it is recorded here within its bound
+        "tiers": tiers,
         "seconds": {"emit": round(t_emit, 2)},
         "source": source,
     }

@@ -60,6 +60,9 @@ class VerifyReport:
     cases: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     provider: str = "CPUExecutionProvider"
+    # the inputs and the PyTorch network's outputs on them, kept for the tier measurements (not written)
+    inputs: list = field(default_factory=list, repr=False)
+    reference: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def worst(self) -> float:
@@ -204,7 +207,7 @@ def verify_graph(
     want = run_reference(reference_generator(config, state, hw), cases)  # (N, 3, H, W) float32
     session, provider = graph_session(model_bytes, precision)
     got = run_graph(model_bytes, cases, max(1, min(max_batch, 2)), session)
-    report = VerifyReport(precision, output, BOUNDS[precision], provider=provider)
+    report = VerifyReport(precision, output, BOUNDS[precision], provider=provider, inputs=cases, reference=want)
     for i, case in enumerate(cases):
         if output == "uint8":
             want_u8 = float_to_uint8(want[i : i + 1])[0].astype(np.int16)
@@ -245,3 +248,62 @@ def verify_graph(
     else:
         log.info("verified against PyTorch: max relative L2 %.2e (%s bound %g)", report.worst, precision, report.bound)
     return report
+
+
+def measure_tiers(model_bytes: bytes, report: VerifyReport) -> dict:
+    """Each precision tier measured on the verification inputs before any backend offers it (docs/bench.md).
+
+    ``exact``: the fp32 graph, on ONNX Runtime (the verification itself) and on OpenVINO fp32; ``half``:
+    OpenVINO at bf16 on CPUs that have it. Each entry: what ran, the worst relative L2 vs the PyTorch network,
+    the tier's bound, and ``offered`` (measured within the bound). Float-output fp32 graphs only (the other
+    graphs have their own verification bound and run on ONNX Runtime or TensorRT).
+    """
+    import tempfile
+
+    from spade_rt.runtime.openvino_backend import TIERS, OpenVinoBackend, tier_available
+
+    tiers: dict[str, dict] = {
+        "exact": {"bound": TIERS["exact"].bound, "measured": {f"onnxruntime {report.provider}": report.worst}},
+        "half": {"bound": TIERS["half"].bound, "measured": {}},
+    }
+    try:
+        import openvino as ov
+    except ImportError:
+        tiers["half"]["reason"] = "OpenVINO is not installed here (pip install 'spade-rt[openvino]')"
+        ov = None
+    if ov is not None:
+        core = ov.Core()
+        with tempfile.TemporaryDirectory(prefix="spade-rt-tiers-") as tmp:
+            path = Path(tmp) / "graph.onnx"
+            path.write_bytes(model_bytes)
+            for name in TIERS:
+                why = tier_available(core, "CPU", name)
+                if why:
+                    tiers[name]["reason"] = why
+                    continue
+                backend = OpenVinoBackend(path, "CPU", name, cache=False, require_measured=False)
+                try:
+                    errs = []
+                    for i, case in enumerate(report.inputs):
+                        got = backend.run(
+                            case.ids[None],
+                            None if case.edges is None else case.edges[None],
+                            None if case.z is None else case.z[None],
+                        )
+                        errs.append(rel_l2(got[0], report.reference[i]))
+                finally:
+                    backend.close()
+                precision = backend.config["INFERENCE_PRECISION_HINT"]
+                tiers[name]["measured"][f"openvino CPU {precision}"] = max(errs)
+    for entry in tiers.values():
+        if entry["measured"]:
+            entry["max_rel_l2"] = max(entry["measured"].values())
+            entry["offered"] = entry["max_rel_l2"] <= entry["bound"]
+        else:
+            entry["offered"] = False
+        entry["inputs"] = len(report.inputs)
+    log.info(
+        "tiers: %s",
+        ", ".join(f"{n} {e.get('max_rel_l2', float('nan')):.1e} (bound {e['bound']:g})" for n, e in tiers.items()),
+    )
+    return tiers

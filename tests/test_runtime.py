@@ -56,7 +56,7 @@ def test_synthesizer_matches_reference_single_and_batched(coco):
     ids = blobby_labels(3, 64, 64, 183, seed=4)
     inst = blobby_labels(3, 64, 64, 5, seed=5, cell=20)
     expected = want(ref, ids, inst)
-    with Synthesizer(onnx_path) as synth:
+    with Synthesizer(onnx_path, backend="onnxruntime") as synth:
         assert synth.backend.name == "onnxruntime" and synth.spec.max_batch == 2
         out = synth(ids, inst, output="float")  # 3 > max batch 2: two calls
         assert out.shape == (3, 3, 64, 64) and rel_l2(out, expected) < 1e-5

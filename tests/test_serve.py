@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from spade_rt.bench.serve_load import ServeProcess, landscape_bodies, run_load
 from spade_rt.palettes import colorize, palette
 from spade_rt.procedural import LANDSCAPE_NAMES, landscape_labels
+from spade_rt.runtime.registry import AUTO_ONNX_CPU
 from spade_rt.runtime.synthesizer import Synthesizer
 
 from conftest import run_cli
@@ -79,7 +80,8 @@ def test_endpoints_describe_the_model_and_the_server(api):
     assert httpx.get(f"{api.url}/healthz").json()["status"] == "ok"
     info = httpx.get(f"{api.url}/v1/model").json()
     assert info["preset"] == "landscape" and (info["height"], info["width"]) == (H, W)
-    assert info["kind"] == "onnx" and info["backend"] == "onnxruntime" and info["batching"]["max_batch"] == 2
+    backend = AUTO_ONNX_CPU["dedup"][0]  # `auto` for the demo's dedup fp32 graph on a CPU (registry; both installed)
+    assert info["kind"] == "onnx" and info["backend"] == backend and info["batching"]["max_batch"] == 2
     assert [c["name"] for c in info["classes"]] == list(LANDSCAPE_NAMES)  # names and colours from the preset
     assert [c["colour"] for c in info["classes"]] == [
         "#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette("landscape")
@@ -93,7 +95,7 @@ def test_endpoints_describe_the_model_and_the_server(api):
     np.testing.assert_array_equal(decode(example.content), landscape_labels(H, W, 3))
     # an ONNX graph is served torch-free: the server process never mapped libtorch
     maps = Path(f"/proc/{api.pid}/maps").read_text()
-    assert "onnxruntime" in maps and "libtorch" not in maps
+    assert ("libopenvino" if backend == "openvino" else "onnxruntime") in maps and "libtorch" not in maps
     text = httpx.get(f"{api.url}/metrics").text
     for name in ("http_requests_total", "http_errors_total", "http_request_seconds", "batch_size", "queue_depth"):
         assert f"# TYPE spade_rt_{name} " in text

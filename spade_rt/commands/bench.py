@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         settle_tolerance=args.settle,
         json_path=Path(args.json) if args.json else None,
         command=command_line(),
+        measure_memory=not args.no_memory,
     )
     run_bench(settings)
     return 0
@@ -119,4 +120,9 @@ def register(sub) -> None:
     )
     p.add_argument("--json", metavar="OUT.json", help="result file (.md and .png go beside it)")
     p.add_argument("--quick", action="store_true", help="tiny model, few repeats: proves the harness, not speed")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurement (a fresh process per contestant: minutes for full-size networks)",
+    )
     p.set_defaults(func=run)

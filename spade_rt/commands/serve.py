@@ -128,9 +128,9 @@ def server_backend_options(source, kind: str, backend: str) -> dict:
     8 on the demo graph, against 216 MB without it, for a per-picture time within noise), and threads that
     sleep when idle instead of spinning (a server shares its cores with its clients and the painter's browser:
     its compute per frame halved in the browser test)."""
-    from spade_rt.runtime.registry import default_backend
+    from spade_rt.runtime.registry import auto_backend
 
-    name = default_backend(kind).name if backend == "auto" else backend
+    name = auto_backend(kind, source).name if backend == "auto" else backend  # the pick `auto` makes, options aside
     if name != "onnxruntime":
         return {}
     import onnxruntime as ort

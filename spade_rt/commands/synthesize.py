@@ -9,6 +9,7 @@ from pathlib import Path
 from spade_rt.commands.common import positive_int
 from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
+from spade_rt.runtime.openvino_backend import TIERS
 from spade_rt.runtime.registry import backend_names
 from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
@@ -25,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
     options = {"rebuild": True} if args.rebuild else {}
     if args.trust_engine:
         options["trust_engine"] = True
-    with Synthesizer(args.model, backend=args.backend, **options) as synth:
+    backend = args.backend
+    if args.tier is not None:  # precision tiers are the openvino backend's (spade_rt.runtime.openvino_backend)
+        if backend not in ("auto", "openvino"):
+            raise InputError(f"--tier is an option of the openvino backend, not of --backend {backend}")
+        backend, options["tier"] = "openvino", args.tier
+    with Synthesizer(args.model, backend=backend, **options) as synth:
         spec = synth.spec
         check_model_options(spec, args.model, kind, seed=args.seed, z=args.z, style=args.style, voice=CLI)
         palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
@@ -175,7 +181,14 @@ def register(sub) -> None:
         "--backend",
         default="auto",
         choices=("auto", *backend_names()),
-        help="default: by file kind (spade-rt model: torch, ONNX graph: onnxruntime, engine: tensorrt)",
+        help="default: by file kind (spade-rt model: torch, engine: tensorrt; ONNX graph: the fastest exact "
+        "backend installed, by the registry's fixed rule: static graphs openvino, dedup graphs onnxruntime)",
+    )
+    p.add_argument(
+        "--tier",
+        choices=tuple(TIERS),
+        help="ONNX graphs on OpenVINO: exact (fp32, the default) or half (bf16 on CPUs that have it; offered "
+        "only when export measured it within 1e-2 relative L2; `spade-rt inspect` shows the measurement)",
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(

@@ -1,84 +1,87 @@
-"""An ONNX graph's metadata (``metadata_props``) read from the file without onnx or ONNX Runtime.
+"""The ``metadata_props`` of an ONNX file, read without any ONNX package (for the ``auto`` backend rule).
 
-A ModelProto is a sequence of protobuf fields; the graph (field 7, most of the file) is skipped with one seek,
-so reading the spec of a 400 MB graph costs a few reads. Anything that does not parse as the top level of a
-ModelProto gives None: the real loader then says what is wrong with the file.
+A ModelProto is a sequence of protobuf fields; ``metadata_props`` is field 14, a repeated
+``StringStringEntryProto`` (key = field 1, value = field 2). It sits after the graph (hundreds of MB), so the
+reader walks the top-level fields and seeks past every other one: a few small reads, whatever the size.
+Anything unreadable gives an empty dict; the backend that opens the file reports what is wrong with it.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
-from spade_rt.limits import MAX_HEADER_BYTES
+log = logging.getLogger(__name__)
 
-METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {key = 1, value = 2}
+METADATA_FIELD = 14
+MAX_METADATA_BYTES = 1 << 20  # one entry; spade-rt's spec is a few kB
 
 
-def _varint(f: BinaryIO) -> int | None:
+def _varint_from(f: BinaryIO) -> int | None:
     value = shift = 0
     while shift < 64:
         b = f.read(1)
         if not b:
             return None
         value |= (b[0] & 0x7F) << shift
+        shift += 7
         if not b[0] & 0x80:
             return value
-        shift += 7
     return None
 
 
 def _entry(data: bytes) -> tuple[str, str] | None:
-    import io
-
-    f, found = io.BytesIO(data), {}
-    while f.tell() < len(data):
-        key = _varint(f)
-        if key is None or key & 7 != 2:
+    """key, value of one StringStringEntryProto."""
+    pos, out = 0, {}
+    while pos < len(data):
+        key = data[pos]
+        pos += 1
+        if key & 7 != 2:
             return None
-        n = _varint(f)
-        if n is None or n > len(data):
-            return None
-        found[key >> 3] = f.read(n)
-    try:
-        return found.get(1, b"").decode(), found.get(2, b"").decode()
-    except UnicodeDecodeError:
-        return None
+        n = shift = 0
+        while pos < len(data):
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        out[key >> 3] = data[pos : pos + n].decode("utf-8", "replace")
+        pos += n
+    return (out.get(1, ""), out.get(2, "")) if 1 in out else None
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, str] | None:
-    """``metadata_props`` of an ONNX file as a dict, or None when the file does not parse as a ModelProto."""
-    meta: dict[str, str] = {}
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """``{key: value}`` of the file's metadata_props; {} when it has none or cannot be read."""
+    found: dict[str, str] = {}
     try:
-        size = Path(path).stat().st_size
         with open(path, "rb") as f:
+            size = Path(path).stat().st_size
             while f.tell() < size:
-                key = _varint(f)
-                if key is None:
-                    return None
-                number, wire = key >> 3, key & 7
+                tag = _varint_from(f)
+                if tag is None:
+                    break
+                number, wire = tag >> 3, tag & 7
                 if wire == 0:
-                    if _varint(f) is None:
-                        return None
+                    if _varint_from(f) is None:
+                        break
                 elif wire == 1:
                     f.seek(8, 1)
                 elif wire == 5:
                     f.seek(4, 1)
                 elif wire == 2:
-                    n = _varint(f)
+                    n = _varint_from(f)
                     if n is None or f.tell() + n > size:
-                        return None
-                    if number == METADATA_PROPS:
-                        if n > MAX_HEADER_BYTES:
-                            return None
+                        break
+                    if number == METADATA_FIELD and n <= MAX_METADATA_BYTES:
                         entry = _entry(f.read(n))
-                        if entry is None:
-                            return None
-                        meta[entry[0]] = entry[1]
+                        if entry:
+                            found[entry[0]] = entry[1]
                     else:
                         f.seek(n, 1)
                 else:
-                    return None
-    except OSError:
-        return None
-    return meta
+                    break  # groups (3, 4) are not ModelProto fields: not an ONNX file
+    except OSError as exc:
+        log.debug("no metadata read from %s: %s", path, exc)
+    return found

@@ -344,6 +344,9 @@ def describe_graph(path: str | Path) -> dict:
         "label_ids": f"0..{spec.labels.num_label_ids - 1}" if spec else "?",
     }
     info.update(describe_report(report_path(path)))
+    from spade_rt.runtime.registry import auto_backend
+
+    info["auto_backend_here"] = auto_backend("onnx", path).name  # the registry's fixed rule (AUTO_ONNX_CPU)
     return info
 
 
@@ -368,4 +371,15 @@ def describe_report(report: Path) -> dict:
                 info["verified"] = f"relative L2 {float(v['max_rel_l2']):.2e} vs PyTorch (bound {v['bound']:g})"
         except (KeyError, TypeError, ValueError):
             pass
+    tiers = r.get("tiers")
+    if isinstance(tiers, dict):
+        for name, t in tiers.items():
+            if not isinstance(t, dict):
+                continue
+            try:
+                where = ", ".join(f"{k} {float(v):.1e}" for k, v in t.get("measured", {}).items())
+                state = "offered" if t.get("offered") else f"not offered ({t.get('reason', 'over its bound')})"
+                info[f"tier {name}"] = f"{state}; bound {float(t['bound']):g}; measured: {where or 'nothing'}"
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
     return info

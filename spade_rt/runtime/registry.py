@@ -11,7 +11,9 @@ Nothing here imports a backend: each is imported only when chosen, so this table
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from spade_rt.errors import BackendUnavailableError
@@ -50,9 +52,26 @@ BACKENDS: dict[str, BackendEntry] = {
             factory="spade_rt.runtime.onnxruntime_backend:OnnxRuntimeBackend",
             install="pip install onnxruntime (NVIDIA GPUs: onnxruntime-gpu)",
             describe="spade_rt.runtime.onnxruntime_backend:describe_graph",
-            contestants=("onnxruntime", "onnxruntime-onehot", "onnxruntime-dedup"),
+            contestants=("onnxruntime", "onnxruntime-onehot", "onnxruntime-dedup", "onnxruntime-plain"),
             bench="spade_rt.bench.contestants:ONNXRUNTIME",
             summary="an exported graph on ONNX Runtime (CPU, or the CUDA provider)",
+        ),
+        BackendEntry(
+            name="openvino",
+            kinds=("onnx",),
+            factory="spade_rt.runtime.openvino_backend:OpenVinoBackend",
+            install="pip install 'spade-rt[openvino]'",
+            describe="spade_rt.runtime.onnxruntime_backend:describe_graph",
+            contestants=(
+                "openvino",
+                "openvino-half",
+                "openvino-dedup",
+                "openvino-dedup-half",
+                "openvino-plain",
+                "openvino-plain-exact",
+            ),
+            bench="spade_rt.bench.contestants:OPENVINO",
+            summary="an exported graph on OpenVINO (CPU; Intel GPUs and NPUs where present), exact or half tier",
         ),
         BackendEntry(
             name="tensorrt",
@@ -79,6 +98,65 @@ def default_backend(kind: str) -> BackendEntry:
         if kind in entry.kinds:
             return entry
     raise BackendUnavailableError(f"no backend runs {kind} files")
+
+
+# The ``auto`` choice for a spade-rt ONNX graph on a CPU: the fastest exact backend installed, by a fixed rule
+# (no timing at start-up; ``--backend`` overrides). Per graph kind (the spec's ``graph_options.graph``), the
+# backends in order of preference; the first installed one wins. From the CPU bench of 2026-12-01
+# (bench/results/amd-epyc-2cpu-2026-12-01/, docs/bench.md): the static graph runs faster on OpenVINO fp32 than
+# on ONNX Runtime (coco 1487 vs 1601 ms, ade20k 2025 vs 3332 ms); the dedup graph faster on ONNX Runtime (coco
+# 949 vs 1036 ms, issue 20's quiet cores 519 vs 667 ms; ade20k within that run's noise), OpenVINO spending
+# much of it in its Unique. fp16 graphs are GPU graphs and stay on ONNX Runtime (its CUDA provider), and so
+# does every graph where onnxruntime-gpu is installed (a GPU user) or backend options were passed (they are
+# ONNX Runtime's: providers, threads, IO binding).
+AUTO_ONNX_CPU: dict[str, tuple[str, ...]] = {
+    "static": ("openvino", "onnxruntime"),
+    "dedup": ("onnxruntime", "openvino"),
+}
+# the module each backend needs, looked up without importing it
+_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _gpu_onnxruntime() -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def auto_backend(kind: str, model: str | Path | None = None, options: dict | None = None) -> BackendEntry:
+    """The backend ``auto`` picks for ``model`` of ``kind``: the kind's default, except for fp32 spade-rt
+    ONNX graphs on a CPU machine, which follow ``AUTO_ONNX_CPU`` (see the comment above it)."""
+    default = default_backend(kind)
+    if kind != "onnx" or model is None or options or _gpu_onnxruntime():
+        return default
+    from spade_rt.runtime.onnx_meta import read_onnx_metadata
+    from spade_rt.runtime.spec import SPEC_KEY
+
+    try:
+        spec = json.loads(read_onnx_metadata(model).get(SPEC_KEY, "{}"))
+    except (ValueError, RecursionError):
+        return default
+    if not isinstance(spec, dict) or spec.get("precision") != "fp32":
+        return default
+    options_ = spec.get("graph_options")
+    graph = options_.get("graph", "static") if isinstance(options_, dict) else "static"
+    for name in AUTO_ONNX_CPU.get(graph, ()):
+        if name in BACKENDS and _installed(_MODULES.get(name, name)):
+            return BACKENDS[name]
+    return default
 
 
 def get_backend(name: str) -> BackendEntry:

@@ -22,7 +22,7 @@ from spade_rt.images import float_to_uint8
 from spade_rt.labels import prepare_inputs
 from spade_rt.runtime.backend import Backend
 from spade_rt.runtime.model_kind import model_kind
-from spade_rt.runtime.registry import default_backend, get_backend, load_attr
+from spade_rt.runtime.registry import auto_backend, default_backend, get_backend, load_attr
 from spade_rt.runtime.spec import ModelSpec
 from spade_rt.validation import API, check_call_options, check_int_option, check_label_array, check_seed, check_z
 
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
-    """The backend for ``model``: by its file kind (``auto``) or by name, from the registry."""
+    """The backend for ``model``: by its file kind and the registry's ``auto`` rule (``auto``), or by name."""
     kind = model_kind(model)
-    entry = default_backend(kind) if backend == "auto" else get_backend(backend)
+    entry = auto_backend(kind, model, options) if backend == "auto" else get_backend(backend)
     if kind not in entry.kinds:
         raise InputError(
             f"the {entry.name} backend runs {', '.join(entry.kinds)} files; {model} is a {kind} file "
