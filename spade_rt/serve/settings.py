@@ -121,8 +121,8 @@ def effective_max_batch(
 ) -> int:
     """The batch the server forms: at most the model's (graph or engine profile) maximum. Default: on GPUs the
     model's maximum (else 8); on CPUs 1, measured (docs/serving.md, "Measured"): a CPU backend already spreads
-    one picture over every core, and the demo's dedup graph served 31.5 pictures/s unbatched against 9.8 with
-    batches of up to 8 (p50 250 vs 822 ms under 8 clients), on 149 instead of 281 MB."""
+    one picture over every core, so the demo's dedup graph served 23.1 pictures/s unbatched and 23.0 with
+    batches of up to 8 under 8 clients, on 149 instead of 237 MB after warm-up."""
     if model_min > 1:
         raise ConfigError(
             f"this model's smallest batch is {model_min}: a server must run single requests (export with --batch 1:...)"
