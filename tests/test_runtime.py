@@ -312,13 +312,17 @@ def test_plain_install_in_a_fresh_venv_is_torch_free(coco, tmp_path):
     assert np.array(Image.open(out)).shape == (64, 64, 3)
     missing = subprocess.run([str(py), "-c", "import torch"], capture_output=True)
     assert missing.returncode != 0  # torch really is absent there
+    # a real model (the demo model in the wheel): its header passes the torch-free checks, then the toolchain is missing
+    demo = "from importlib import resources; print(resources.files('spade_rt') / 'assets/landscape_demo.safetensors')"
+    model = subprocess.run([str(py), "-c", demo], check=True, cwd=tmp_path, capture_output=True, text=True).stdout
     proc = subprocess.run(
-        [str(venv / "bin" / "spade-rt"), "export", "x.safetensors", "-o", "x.onnx"],
+        [str(venv / "bin" / "spade-rt"), "export", model.strip(), "-o", "x.onnx"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
-    assert proc.returncode == 1 and "pip install 'spade-rt[export]'" in proc.stderr
+    assert proc.returncode == 1 and "pip install 'spade-rt[export]'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.gpu

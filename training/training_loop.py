@@ -129,6 +129,10 @@ def training_loop(
         batch_sampler=RankBatchSampler(order, info.rank, info.world_size, start),
         num_workers=workers,
         pin_memory=dev.type == "cuda",
+        # workers start from a fresh interpreter: a forked child inherits the parent's thread pools (ONNX Runtime,
+        # OpenVINO, BLAS) with their locks in whatever state they were, which can crash (seen in the test suite)
+        multiprocessing_context="spawn" if workers > 0 else None,
+        persistent_workers=workers > 0,  # spawned workers start once per run, not once per epoch
     )
     batches = iter(loader)
 
