@@ -24,7 +24,13 @@ prepares what a contestant loads (export, build: untimed, outside its memory fig
   with default settings; the one-hot (+ edge) input is built on the host from the ids each call;
 - ``openvino``, ``openvino-dedup``: our static / dedup graph on OpenVINO's CPU device, exact tier (fp32);
 - ``openvino-half``, ``openvino-dedup-half``: the same at the half tier (bf16 where the CPU has it), offered
-  only when export measured it within 1e-2 (spade_rt.runtime.openvino_backend);
+  only when export measured its picture within the tier's bound (spade_rt.runtime.tiers: >= 40 dB PSNR);
+- ``onnxruntime-int8``, ``openvino-int8``, ``openvino-dedup-int8``: the int8 tier (`spade-rt export --tier int8`:
+  the static / dedup graph quantized by NNCF, calibrated on the real maps, accuracy-aware), where export got its
+  picture within the tier's bound (else skipped, with export's one line);
+- ``openvino-plain-int8``: the int8 peer: NNCF's default quantization (``nncf.quantize`` with its defaults,
+  calibrated on the bench's real maps) of the plain export converted by ``openvino.convert_model``, compiled
+  with OpenVINO's defaults: what a user of OpenVINO's own tools gets without spade-rt;
 - ``openvino-plain``: the plain export on OpenVINO with its defaults (``compile_model(path, "CPU")``; on CPUs
   with bf16 that default is bf16, so the record names the precision it ran); ``openvino-plain-exact``: the
   same with the fp32 hint, the exact plain peer;
@@ -159,7 +165,7 @@ def onnxruntime_contestant(name: str, model_path: Path, onnx_path: Path | None, 
         name,
         description,
         backend.run,
-        extra={"backend": backend, "tier": "exact" if backend.spec.precision == "fp32" else "half"},
+        extra={"backend": backend, "tier": backend.tier if backend.spec.precision == "fp32" else "half"},
     )
     if device == "cuda":
         c.device_timing = "none: ONNX Runtime runs on its own CUDA streams (host-to-host time only)"
@@ -204,6 +210,21 @@ def plain_contestant(name: str, model_path: Path, onnx_path: Path | None, device
         raise UnavailableError("OpenVINO is not installed: pip install 'spade-rt[openvino]'") from None
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": "f32"} if name == "openvino-plain-exact" else {}
+    if name == "openvino-plain-int8":  # an OpenVINO IR written by _plain_int8_artifact
+        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU")
+        request = compiled.create_infer_request()
+
+        def run_int8(ids, edges, z):
+            request.infer({0: feed(ids, edges)})
+            return np.array(request.get_output_tensor(0).data, copy=True)
+
+        return Contestant(
+            name,
+            "original network, torch.onnx.export as it is, openvino.convert_model, nncf.quantize with its defaults "
+            "(calibrated on the real maps), OpenVINO defaults",
+            run_int8,
+            extra={"tier": "int8 (NNCF defaults)"},
+        )
     compiled = core.compile_model(str(onnx_path), "CPU", config)
     request = compiled.create_infer_request()
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -229,14 +250,15 @@ def openvino_contestant(name: str, model_path: Path, onnx_path: Path | None, dev
         raise UnavailableError("OpenVINO contestants run on the CPU here (its GPU device is Intel's)")
     from spade_rt.runtime.openvino_backend import OpenVinoBackend
 
-    tier = "half" if name.endswith("-half") else "exact"
+    tier = name.rsplit("-", 1)[-1] if name.endswith(("-half", "-int8")) else "exact"
     try:
         backend = OpenVinoBackend(onnx_path, tier=tier)
     except Exception as exc:
         raise UnavailableError(str(exc)) from None
     kind = backend.spec.extra.get("graph_options", {}).get("graph", "static")
     precision = backend.config["INFERENCE_PRECISION_HINT"]
-    err = "" if backend.measured_error is None else f", measured at export: rel. L2 {backend.measured_error:.1e}"
+    psnr = backend.measured_psnr
+    err = "" if psnr is None else f", measured at export: worst-map PSNR {psnr:.1f} dB"
     description = f"spade-rt {kind} graph on OpenVINO CPU, {tier} tier ({precision}{err})"
     return Contestant(name, description, backend.run, extra={"backend": backend, "tier": tier})
 
@@ -287,6 +309,10 @@ def _onnx_artifact(name: str, model_path: Path, work: Path, device: str, batch_m
         if device != "cpu":
             raise UnavailableError("the plain peers are CPU contestants")
         return plain_graph(model_path, work)
+    if name == "onnxruntime-int8":
+        if device != "cpu":
+            raise UnavailableError("the int8 tier is a CPU tier here")
+        return _int8_graph(model_path, work, batch_max, "static")
     if name == "onnxruntime-dedup":
         if device == "cuda":
             raise UnavailableError("the dedup graph is a CPU graph (its Unique ops run on the host)")
@@ -333,9 +359,57 @@ def plain_graph(model_path: Path, work: Path) -> Path:
 def _openvino_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:
     if device != "cpu":
         raise UnavailableError("OpenVINO contestants run on the CPU here")
+    if name == "openvino-plain-int8":
+        return _plain_int8_artifact(model_path, work)
     if name.startswith("openvino-plain"):
         return plain_graph(model_path, work)
-    return _graph(model_path, work, "fp32", batch_max, "dedup" if "-dedup" in name else "static")
+    kind = "dedup" if "-dedup" in name else "static"
+    if name.endswith("-int8"):
+        return _int8_graph(model_path, work, batch_max, kind)
+    return _graph(model_path, work, "fp32", batch_max, kind)
+
+
+def _int8_graph(model_path: Path, work: Path, batch_max: int, kind: str) -> Path:
+    """`spade-rt export --tier int8` of the model (cached in ``work``); UnavailableError with export's one line
+    where the int8 tier misses its bound."""
+    from spade_rt.errors import SpadeRtError
+    from spade_rt.export.exporter import export_model
+    from spade_rt.export.onnx_graph import GraphOptions
+
+    path = work / f"graph_{kind}_int8.onnx"
+    if not path.is_file():
+        try:
+            export_model(
+                model_path, path, GraphOptions(batch=(1, 1, max(1, batch_max)), graph=kind), tier="int8",
+                cache_dir=work / "cache",
+            )  # fmt: skip
+        except SpadeRtError as exc:
+            raise UnavailableError(str(exc)) from None
+    return path
+
+
+def _plain_int8_artifact(model_path: Path, work: Path) -> Path:
+    """The int8 peer: the plain export through openvino.convert_model and nncf.quantize with its defaults,
+    calibrated on the COCO-Stuff sample's train maps (folded into the model's ids), saved as an OpenVINO IR."""
+    path = work / "graph_plain_int8.xml"
+    if path.is_file():
+        return path
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise UnavailableError("the int8 peer needs OpenVINO and NNCF: pip install 'spade-rt[openvino,int8]'") from None
+    from spade_rt.bench.run import real_inputs
+    from spade_rt.sample_data import coco_stuff_sample
+
+    cfg = load_model(model_path).config
+    feed = _plain_feeds(cfg, cfg.use_instance)
+    maps = real_inputs(cfg.label_spec, coco_stuff_sample(), 8)
+    data = [feed(ids[None], None if edges is None else edges[None]) for ids, edges in maps]
+    model = ov.convert_model(str(plain_graph(model_path, work)))
+    quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=len(data))
+    ov.save_model(quantized, str(path))
+    return path
 
 
 def _engine_artifact(name: str, model_path: Path, work: Path, device: str, batch_max: int, opt: int = 1) -> Path:

@@ -47,6 +47,10 @@ DEFAULT_BACKENDS = (
     "openvino-dedup",
     "openvino-half",
     "openvino-dedup-half",
+    "onnxruntime-int8",
+    "openvino-int8",
+    "openvino-dedup-int8",
+    "openvino-plain-int8",
     "tensorrt",
 )
 

@@ -36,13 +36,23 @@ def export_model(
     verify_labels=(),
     announce: bool = True,
     measure_precision_tiers: bool = True,
+    tier: str = "exact",
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Fold, emit, check, verify, then write ``output`` and ``output.json``; nothing is written on failure.
 
     Both output paths are checked first (not a folder, in a writable place), then every option against the
     model's header, before any weight is read. ``announce=False``: the "wrote" line goes to the debug log
-    (for a caller that writes the graph somewhere temporary and announces the final place itself)."""
+    (for a caller that writes the graph somewhere temporary and announces the final place itself).
+
+    ``tier="int8"``: the verified fp32 graph is quantized (export/quantize.py: calibrated on real maps,
+    accuracy-aware) and written only if its picture is within the int8 tier's bound; ``cache_dir``: where the
+    quantized graph is cached (default: the user cache)."""
     t0 = time.perf_counter()
+    if tier not in ("exact", "int8"):
+        raise ExportError(f"tier must be exact or int8 (half is measured on every fp32 graph), got {tier!r}")
+    if tier == "int8" and (options.precision != "fp32" or options.output != "float" or not verify):
+        raise ExportError("the int8 tier quantizes a verified fp32 graph with float output (no --no-verify)")
     check_output_file(output, "output")
     check_output_file(report_path(Path(output)), "report")
     options.check(model_config(model_path))  # header only: cheap mistakes before the weights are read
@@ -59,7 +69,7 @@ def export_model(
     t_emit = time.perf_counter() - t0
     hw = options.validate(folded)
 
-    verification = tiers = None
+    verification = tiers = quantized = None
     if verify:
         verified = verify_graph(
             data,
@@ -73,8 +83,17 @@ def export_model(
             user_labels=verify_labels,
         )
         verification = verified.to_dict()
-        if options.precision == "fp32" and options.output == "float" and measure_precision_tiers:
-            tiers = measure_tiers(data, verified)
+        if tier == "int8":
+            from spade_rt.export.quantize import quantize_int8
+
+            fp32_sha = hashlib.sha256(data).hexdigest()
+            data, int8 = quantize_int8(data, verified, native.config, native.generator, hw, cache_dir=cache_dir)
+            quantized = onnx.load_from_string(data)  # costs below: the fp32 graph's MACs; its ops: this graph's
+            int8["fp32_graph_sha256"] = fp32_sha  # what "verification" below verified, before quantization
+            note = "this file is the int8 graph: its own tier only"
+            tiers = {"int8": int8, **{t: {"offered": False, "reason": note} for t in ("exact", "half")}}
+        elif options.precision == "fp32" and options.output == "float" and measure_precision_tiers:
+            tiers = measure_tiers(data, verified, native.config, native.generator, hw)
     else:
         log.warning("verification skipped (--no-verify): the graph was not compared with the PyTorch network")
 
@@ -101,14 +120,15 @@ def export_model(
         # nodes ONNX Runtime's CUDA provider has no kernel for (each would run on the CPU between two copies
         # and rule out its CUDA graphs); empty: the whole graph runs on the GPU there
         "cuda_ep_gaps": cuda_ep_gaps(model),
-        "inputs": {i.name: _shape(i) for i in model.graph.input},
+        "inputs": {i.name: _shape(i) for i in (quantized or model).graph.input},
         "outputs": {o.name: _shape(o) for o in model.graph.output},
         "gmacs_per_image": round(sum(v for k, v in macs.items() if k != "data_dependent_matmuls") / 1e9, 2),
         "gmacs_by_op": {k: round(v / 1e9, 2) for k, v in macs.items() if k != "data_dependent_matmuls"},
         "data_dependent_matmuls": macs.get("data_dependent_matmuls", 0),
         "original_gmacs_per_image": round(original / 1e9, 2),
-        "ops": op_counts(model),
-        "verification": verification,
+        "ops": op_counts(quantized or model),
+        "verification": verification,  # an int8 graph: of the fp32 graph it was quantized from
+        "tier": tier,
         # precision tiers measured on the verification inputs (export/verify.py: measure_tiers); a backend
         # offers a tier other than exact only when it is recorded here within its bound
         "tiers": tiers,

@@ -250,60 +250,125 @@ def verify_graph(
     return report
 
 
-def measure_tiers(model_bytes: bytes, report: VerifyReport) -> dict:
-    """Each precision tier measured on the verification inputs before any backend offers it (docs/bench.md).
+# ---- the precision tiers, judged by the picture -------------------------------------------------------------
+COCO_LABELS = (182, True)  # label_nc, dontcare: the label set of the shipped COCO-Stuff sample
 
-    ``exact``: the fp32 graph, on ONNX Runtime (the verification itself) and on OpenVINO fp32; ``half``:
-    OpenVINO at bf16 on CPUs that have it. Each entry: what ran, the worst relative L2 vs the PyTorch network,
-    the tier's bound, and ``offered`` (measured within the bound). Float-output fp32 graphs only (the other
-    graphs have their own verification bound and run on ONNX Runtime or TensorRT).
+
+def tier_maps(config: GeneratorConfig, state: dict, hw: tuple[int, int], report: VerifyReport, split: str = "val"):
+    """(cases, the PyTorch network's fp32 outputs on them, where the maps come from) for the tier measurements.
+
+    The shipped COCO-Stuff sample's real maps (``spade_rt.sample_data``; ``split`` val: 8 maps, judged on;
+    train: 13, calibration) where the model's label set is COCO-Stuff's; otherwise the verification inputs
+    (random region maps: other label sets have no real maps here)."""
+    if (config.label_nc, config.contain_dontcare_label) != COCO_LABELS:
+        if split == "val":
+            return report.inputs, report.reference, "verification inputs (random region maps)"
+        cases = make_cases(config, hw, 8, (), seed=101)
+        return cases, None, "random region maps (calibration)"
+    from spade_rt.sample_data import coco_stuff_sample
+
+    folder = coco_stuff_sample()
+    spec = LabelSpec(config.label_nc, config.contain_dontcare_label, config.use_instance, *hw)
+    rng = np.random.default_rng(7)
+    cases = []
+    for label in sorted((folder / f"{split}_label").glob("*.png")):
+        inst = folder / f"{split}_inst" / label.name
+        ids, edges = load_inputs(spec, label, inst if config.use_instance and inst.is_file() else None)
+        z = rng.standard_normal(config.z_dim).astype(np.float32) if config.use_vae else None
+        cases.append(VerifyCase(label.name, ids, edges, z))
+    reference = run_reference(reference_generator(config, state, hw), cases) if split == "val" else None
+    return cases, reference, f"real COCO-Stuff {split} maps (shipped sample)"
+
+
+def run_cases(backend, cases: list[VerifyCase]) -> np.ndarray:
+    """A backend's float outputs (N, 3, H, W) on the cases, one map per call."""
+    return np.concatenate(
+        [
+            backend.run(c.ids[None], None if c.edges is None else c.edges[None], None if c.z is None else c.z[None])
+            for c in cases
+        ]
+    )
+
+
+def figures(got: np.ndarray, reference: np.ndarray) -> dict:
+    """What a tier's run measured against the fp32 picture: worst-map PSNR, max 8-bit level difference,
+    worst relative L2 of the float output."""
+    from spade_rt.runtime.tiers import picture_figures
+
+    f = picture_figures(got, reference)
+    f["max_rel_l2"] = max(rel_l2(g, r) for g, r in zip(got, reference))
+    return f
+
+
+def tier_entry(name: str, measured: dict[str, dict], maps: int, maps_from: str, reason: str | None = None) -> dict:
+    """A tier's record in the report: the tier's bound, each run's figures, the worst of them, offered or not."""
+    from spade_rt.runtime.tiers import TIERS
+
+    t = TIERS[name]
+    entry: dict = {"metric": t.metric, "bound": t.bound, "measured": measured, "maps": maps, "maps_from": maps_from}
+    if measured:
+        entry["psnr_db"] = min(m["psnr_db"] for m in measured.values())
+        entry["max_levels"] = max(m["max_levels"] for m in measured.values())
+        entry["max_rel_l2"] = max(m["max_rel_l2"] for m in measured.values())
+        entry["offered"] = t.within(entry[t.metric])
+        if not entry["offered"]:
+            entry["reason"] = f"measured {entry[t.metric]:.3g}, bound {t.bound_words}"
+    else:
+        entry["offered"] = False
+        entry["reason"] = reason or "not measured"
+    return entry
+
+
+def measure_tiers(
+    model_bytes: bytes, report: VerifyReport, config: GeneratorConfig, state: dict, hw: tuple[int, int]
+) -> dict:
+    """Each precision tier measured by its picture before any backend offers it (``spade_rt.runtime.tiers``).
+
+    ``exact``: the fp32 graph on ONNX Runtime (the verification) and on OpenVINO fp32; ``half``: OpenVINO at
+    bf16 (fp16 where the CPU has it natively). Each against the PyTorch network's fp32 picture on the tier maps
+    (``tier_maps``: the shipped real maps where the label set fits, else the verification inputs): worst-map
+    PSNR of the 8-bit pictures, the largest level difference, the relative L2. ``int8`` is its own graph
+    (`spade-rt export --tier int8`, export/quantize.py). Float-output fp32 graphs only.
     """
     import tempfile
 
-    from spade_rt.runtime.openvino_backend import TIERS, OpenVinoBackend, tier_available
+    from spade_rt.runtime.openvino_backend import OpenVinoBackend, tier_precision
 
-    tiers: dict[str, dict] = {
-        "exact": {"bound": TIERS["exact"].bound, "measured": {f"onnxruntime {report.provider}": report.worst}},
-        "half": {"bound": TIERS["half"].bound, "measured": {}},
-    }
+    cases, reference, maps_from = tier_maps(config, state, hw, report)
+    exact = {f"onnxruntime {report.provider}": figures(run_graph(model_bytes, cases, 1), reference)}
+    half: dict[str, dict] = {}
+    reason = None
     try:
         import openvino as ov
     except ImportError:
-        tiers["half"]["reason"] = "OpenVINO is not installed here (pip install 'spade-rt[openvino]')"
+        reason = "OpenVINO is not installed here (pip install 'spade-rt[openvino]')"
         ov = None
     if ov is not None:
         core = ov.Core()
         with tempfile.TemporaryDirectory(prefix="spade-rt-tiers-") as tmp:
             path = Path(tmp) / "graph.onnx"
             path.write_bytes(model_bytes)
-            for name in TIERS:
-                why = tier_available(core, "CPU", name)
+            for name, into in (("exact", exact), ("half", half)):
+                precision, why = tier_precision(core, "CPU", name)
                 if why:
-                    tiers[name]["reason"] = why
+                    reason = why
                     continue
                 backend = OpenVinoBackend(path, "CPU", name, cache=False, require_measured=False)
                 try:
-                    errs = []
-                    for i, case in enumerate(report.inputs):
-                        got = backend.run(
-                            case.ids[None],
-                            None if case.edges is None else case.edges[None],
-                            None if case.z is None else case.z[None],
-                        )
-                        errs.append(rel_l2(got[0], report.reference[i]))
+                    into[f"openvino CPU {precision}"] = figures(run_cases(backend, cases), reference)
                 finally:
                     backend.close()
-                precision = backend.config["INFERENCE_PRECISION_HINT"]
-                tiers[name]["measured"][f"openvino CPU {precision}"] = max(errs)
-    for entry in tiers.values():
-        if entry["measured"]:
-            entry["max_rel_l2"] = max(entry["measured"].values())
-            entry["offered"] = entry["max_rel_l2"] <= entry["bound"]
-        else:
-            entry["offered"] = False
-        entry["inputs"] = len(report.inputs)
+    tiers = {
+        "exact": tier_entry("exact", exact, len(cases), maps_from),
+        "half": tier_entry("half", half, len(cases), maps_from, reason),
+        "int8": tier_entry(
+            "int8", {}, len(cases), maps_from, "int8 is its own graph: spade-rt export MODEL --tier int8 -o G.onnx"
+        ),
+    }
     log.info(
-        "tiers: %s",
-        ", ".join(f"{n} {e.get('max_rel_l2', float('nan')):.1e} (bound {e['bound']:g})" for n, e in tiers.items()),
+        "tiers on %d %s: %s",
+        len(cases),
+        maps_from,
+        ", ".join(f"{n} {e.get('psnr_db', float('nan')):.1f} dB" for n, e in tiers.items() if e["measured"]),
     )
     return tiers

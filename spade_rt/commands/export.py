@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         verify_samples=2 if args.verify_samples is None else args.verify_samples,
         verify_labels=args.verify_labels,
+        tier=args.tier,
+        cache_dir=args.cache_dir,
     )
     return 0
 
@@ -52,6 +54,17 @@ def check_export_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"{given} chooses what verification runs on; --no-verify turns verification off")
     if args.verify_samples is not None:
         check_int_option("verify_samples", args.verify_samples, 0, 64, CLI)
+    if args.tier not in ("exact", "int8"):
+        raise ConfigError(f"--tier {args.tier}: expected exact or int8 (the half tier is measured on every fp32 graph)")
+    if args.tier == "int8":
+        wrong = {"--precision fp16": args.precision != "fp32", "--output uint8": args.output != "float"}
+        bad = [flag for flag, on in {**wrong, "--no-verify": args.no_verify}.items() if on]
+        if bad:
+            raise ConfigError(f"--tier int8 quantizes a verified fp32 graph with float output: drop {bad[0]}")
+        import importlib.util
+
+        if importlib.util.find_spec("nncf") is None:
+            raise ConfigError("--tier int8 needs NNCF: pip install 'spade-rt[int8]'")
     for png in args.verify_labels:
         if not Path(png).is_file():
             raise InputError(f"--verify-labels {png}: not found")
@@ -141,4 +154,13 @@ def register(sub) -> None:
     )
     p.add_argument("--verify-samples", type=int, help="random label maps to verify on, 0..64 (default 2)")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch (not recommended)")
+    p.add_argument(
+        "--tier",
+        default="exact",
+        metavar="{exact,int8}",
+        help="exact (default): the fp32 graph, on which export also measures the half tier; int8: that graph "
+        "quantized (NNCF, calibrated on the shipped real maps, layers kept in fp32 until its picture is within "
+        "35 dB PSNR of fp32), written only within the bound, cached; needs pip install 'spade-rt[int8]'",
+    )
+    p.add_argument("--cache-dir", help="int8: where the quantized graph is cached (default: the user cache)")
     p.set_defaults(func=run)

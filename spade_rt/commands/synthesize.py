@@ -9,8 +9,8 @@ from pathlib import Path
 from spade_rt.commands.common import positive_int
 from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
-from spade_rt.runtime.openvino_backend import TIERS
 from spade_rt.runtime.registry import backend_names
+from spade_rt.runtime.tiers import TIER_CHOICES
 from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
 log = logging.getLogger("spade_rt")
@@ -26,12 +26,9 @@ def run(args: argparse.Namespace) -> int:
     options = {"rebuild": True} if args.rebuild else {}
     if args.trust_engine:
         options["trust_engine"] = True
-    backend = args.backend
-    if args.tier is not None:  # precision tiers are the openvino backend's (spade_rt.runtime.openvino_backend)
-        if backend not in ("auto", "openvino"):
-            raise InputError(f"--tier is an option of the openvino backend, not of --backend {backend}")
-        backend, options["tier"] = "openvino", args.tier
-    with Synthesizer(args.model, backend=backend, **options) as synth:
+    if args.tier != "auto":  # checked against the file and the backend in check_synthesize_args
+        options["tier"] = args.tier
+    with Synthesizer(args.model, backend=args.backend, **options) as synth:
         spec = synth.spec
         check_model_options(spec, args.model, kind, seed=args.seed, z=args.z, style=args.style, voice=CLI)
         palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
@@ -88,12 +85,15 @@ def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
     -o, --format, --batch-size), the seed, and the flags that apply to some models only, against the model's
     header (spade_rt.commands.common.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
     from spade_rt.commands.common import peek_spec
+    from spade_rt.runtime.tiers import check_tier_choice, resolve_tier
 
     folder = check_synthesize_paths(
         args.labels, args.output, instance=args.instance, fmt=args.format, batch_size=args.batch_size, voice=CLI
     )
     check_seed(args.seed, CLI)
+    check_tier_choice(args.tier)
     kind, spec = peek_spec(args.model)
+    resolve_tier(args.tier, spec, kind, args.backend)  # one line where this file or backend cannot run it
     check_model_options(
         spec,
         args.model,
@@ -186,9 +186,12 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--tier",
-        choices=tuple(TIERS),
-        help="ONNX graphs on OpenVINO: exact (fp32, the default) or half (bf16 on CPUs that have it; offered "
-        "only when export measured it within 1e-2 relative L2; `spade-rt inspect` shows the measurement)",
+        default="auto",
+        metavar="{" + ",".join(TIER_CHOICES) + "}",
+        help="precision tier, judged by the picture (docs/bench.md, 'Tiers'): auto (the file's own: exact, or "
+        "int8 for a graph from `export --tier int8`), exact (fp32), half (ONNX graphs on OpenVINO: bf16, or "
+        "fp16 where the CPU has it; >= 40 dB PSNR vs fp32), int8 (the int8 graph; >= 35 dB); a tier is offered "
+        "only where export measured it within its bound (`spade-rt inspect` shows the figures)",
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(

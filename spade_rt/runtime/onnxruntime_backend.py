@@ -31,6 +31,7 @@ import numpy as np
 from spade_rt.errors import BackendUnavailableError, InputError, ModelFormatError
 from spade_rt.runtime.backend import Backend, StageTimes
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, Z, report_path, spec_from_onnx_metadata
+from spade_rt.runtime.tiers import check_offered, describe_entry, graph_tier
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +205,15 @@ class OnnxRuntimeBackend(Backend):
         device_id: int = 0,
         memory_arena: bool = True,
         spinning: bool = True,
+        require_measured: bool = True,
     ) -> None:
         """``providers``: None = CUDA where installed, else CPU. ``tensorrt_ep``: put ONNX Runtime's TensorRT
         provider first (with its engine cache). ``cuda_graph``: on the CUDA provider, capture CUDA graphs when
         every node runs there. ``io_binding``: device-resident bound buffers (default: on GPU providers).
         ``memory_arena``: keep CPU activations in ONNX Runtime's arena (default; off for long-running servers).
-        ``spinning``: let idle CPU threads spin for work (default; off for servers sharing their cores)."""
+        ``spinning``: let idle CPU threads spin for work (default; off for servers sharing their cores).
+        ``require_measured``: an int8 graph runs only where export recorded its picture within the int8 tier's
+        bound (``spade_rt.runtime.tiers``; export's own measurement turns this off)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -235,6 +239,8 @@ class OnnxRuntimeBackend(Backend):
             self.session = make_session(model, providers, threads, memory_arena=memory_arena, spinning=spinning)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_onnx_metadata(meta, str(model))
+        self.tier = graph_tier(self.spec)  # exact, or int8 for a quantized graph (ONNX Runtime runs no half tier)
+        self.measured = check_offered(model, self.tier) if require_measured and isinstance(model, str | Path) else None
         self.providers = self.session.get_providers()
         self.on_gpu = self.providers[0] != "CPUExecutionProvider"
         self.cuda_graph = bool(self._shared and self._shared.cuda_graph)
@@ -377,9 +383,16 @@ def describe_report(report: Path) -> dict:
             if not isinstance(t, dict):
                 continue
             try:
-                where = ", ".join(f"{k} {float(v):.1e}" for k, v in t.get("measured", {}).items())
-                state = "offered" if t.get("offered") else f"not offered ({t.get('reason', 'over its bound')})"
-                info[f"tier {name}"] = f"{state}; bound {float(t['bound']):g}; measured: {where or 'nothing'}"
+                info[f"tier {name}"] = describe_entry(name, t)
+                where = ", ".join(f"{k} {_figure(v)}" for k, v in t.get("measured", {}).items())
+                info[f"tier {name} measured"] = where or "nothing"
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
     return info
+
+
+def _figure(v) -> str:
+    """A measurement of export's tier record: a relative L2, or {psnr_db, max_levels, ...} of a picture."""
+    if isinstance(v, dict):
+        return f"{float(v['psnr_db']):.1f} dB, max {int(v['max_levels'])} level(s)"
+    return f"{float(v):.1e}"

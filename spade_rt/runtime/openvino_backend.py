@@ -6,23 +6,18 @@ second start loads the compiled blob instead of compiling again. The graph is co
 (``labels`` shape: batch, H, W), each shape with its own infer request; shapes stay fixed inside a compiled
 model, which is what OpenVINO's CPU plugin runs fastest.
 
-Precision tiers (``TIERS``), each named by what it guarantees:
-
-- ``exact``: fp32 (``INFERENCE_PRECISION_HINT f32``): within 1e-5 relative L2 of the PyTorch network. The
-  default. OpenVINO's own default on CPUs with bf16 (this one, AVX-512 BF16) is bf16, so the hint is set
-  explicitly: an unset hint is not exact.
-- ``half``: bf16 on CPUs that have it (fp16 on GPUs), bound 1e-2 relative L2 like the GPU fp16 path. Offered
-  only when it was measured first: `spade-rt export` runs the graph at this tier on the verification inputs
-  and records the error in the report beside the graph (``tiers``; `spade-rt inspect` shows it); a graph
-  whose report has no such measurement within the bound is refused at this tier, with the reason.
+Precision tiers (``spade_rt.runtime.tiers``: the table of bounds): ``exact`` is fp32
+(``INFERENCE_PRECISION_HINT f32``; OpenVINO's own default on CPUs with bf16 is bf16, so the hint is set
+explicitly: an unset hint is not exact); ``half`` is bf16 on CPUs that have it, else fp16 where the CPU runs it
+natively (fp16 on GPUs and NPUs); ``int8`` is an int8 QDQ graph (`spade-rt export --tier int8`), its
+quantized layers in int8 and the layers export kept in higher precision at f32. A tier other than exact is
+offered only where export measured its picture within the tier's bound (``tiers.check_offered``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,35 +25,22 @@ import numpy as np
 from spade_rt.errors import BackendUnavailableError, ConfigError, InputError, ModelFormatError
 from spade_rt.runtime.backend import Backend, StageTimes
 from spade_rt.runtime.onnxruntime_backend import default_threads
-from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z, report_path, spec_from_onnx_metadata
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z, spec_from_onnx_metadata
+from spade_rt.runtime.tiers import TIER_CHOICES, check_offered, resolve_tier
 
 log = logging.getLogger(__name__)
 
 MAX_SHAPES = 8  # compiled shapes kept per backend
 
 
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    bound: float  # relative L2 vs the PyTorch network (fp32, original formulation)
-    precision: dict[str, str]  # OpenVINO device -> INFERENCE_PRECISION_HINT
-    capability: dict[str, str]  # device -> the OPTIMIZATION_CAPABILITIES entry it needs
-    guarantee: str
-
-
-TIERS: dict[str, Tier] = {
-    t.name: t
-    for t in (
-        Tier("exact", 1e-5, {"CPU": "f32", "GPU": "f32", "NPU": "f32"}, {}, "fp32: within 1e-5 relative L2"),
-        Tier(
-            "half",
-            1e-2,
-            {"CPU": "bf16", "GPU": "f16", "NPU": "f16"},
-            {"CPU": "BF16", "GPU": "FP16", "NPU": "FP16"},
-            "bf16 (CPU) / fp16 (GPU): within 1e-2 relative L2, measured at export",
-        ),
-    )
+# tier -> device family -> INFERENCE_PRECISION_HINT choices, the first the device runs natively (CPU: bf16
+# where it has it (AVX-512 BF16 / AMX), else fp16 where it has it (AVX-512 FP16, ARM)); the capability each needs
+PRECISIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "exact": {"CPU": ("f32",), "GPU": ("f32",), "NPU": ("f32",)},
+    "half": {"CPU": ("bf16", "f16"), "GPU": ("f16",), "NPU": ("f16",)},
+    "int8": {"CPU": ("f32",), "GPU": ("f32",), "NPU": ("f16",)},
 }
+CAPABILITY = {"bf16": "BF16", "f16": "FP16"}  # OPTIMIZATION_CAPABILITIES entry a precision needs natively
 
 
 def _openvino():
@@ -73,30 +55,25 @@ def _device_family(device: str) -> str:
     return device.split(".", 1)[0].upper()
 
 
-def tier_available(core, device: str, tier: str) -> str | None:
-    """None if ``device`` runs ``tier`` natively, else why not."""
-    t = TIERS[tier]
-    need = t.capability.get(_device_family(device))
-    if need is None:
-        return None
+def tier_precision(core, device: str, tier: str) -> tuple[str | None, str | None]:
+    """(the inference precision ``device`` runs ``tier`` at natively, None) or (None, why it cannot)."""
+    choices = PRECISIONS[tier].get(_device_family(device), ("f32",))
+    needs = [CAPABILITY[p] for p in choices if p in CAPABILITY]
+    if not needs:
+        return choices[0], None
     try:
         caps = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
     except Exception as exc:  # a device without the property
-        return f"cannot read {device}'s capabilities ({exc})"
-    if need not in caps:
-        return f"{device} has no native {need} ({', '.join(caps)})"
-    return None
+        return None, f"cannot read {device}'s capabilities ({exc})"
+    for p in choices:
+        if CAPABILITY.get(p, "") in caps or p not in CAPABILITY:
+            return p, None
+    return None, f"{device} has no native {' or '.join(needs)} ({', '.join(caps)})"
 
 
-def measured_tier(graph: str | Path, tier: str) -> dict | None:
-    """The ``tiers[tier]`` entry of export's report beside ``graph``, if any."""
-    path = report_path(graph)
-    try:
-        r = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 1 << 22 else None
-    except (OSError, ValueError):
-        return None
-    entry = r.get("tiers", {}).get(tier) if isinstance(r, dict) and isinstance(r.get("tiers"), dict) else None
-    return entry if isinstance(entry, dict) else None
+def tier_available(core, device: str, tier: str) -> str | None:
+    """None if ``device`` runs ``tier`` natively, else why not."""
+    return tier_precision(core, device, tier)[1]
 
 
 class OpenVinoBackend(Backend):
@@ -106,19 +83,20 @@ class OpenVinoBackend(Backend):
         self,
         model: str | Path,
         device: str = "CPU",
-        tier: str = "exact",
+        tier: str | None = None,
         threads: int | None = None,
         *,
         cache_dir: str | Path | None = None,
         cache: bool = True,
         require_measured: bool = True,
     ) -> None:
-        """``device``: an OpenVINO device (CPU, GPU, GPU.1, NPU). ``tier``: ``exact`` or ``half`` (TIERS).
+        """``device``: an OpenVINO device (CPU, GPU, GPU.1, NPU). ``tier``: ``exact``, ``half`` or ``int8``
+        (``spade_rt.runtime.tiers``); None or ``auto``: the graph's own (int8 for int8 graphs, else exact).
         ``cache_dir``: the compiled-model cache (default: the user cache); ``cache=False`` turns it off.
-        ``require_measured``: offer ``half`` only if export measured it within its bound (export's own
-        measurement turns this off)."""
-        if tier not in TIERS:
-            raise ConfigError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+        ``require_measured``: offer a tier other than exact only if export measured its picture within the
+        tier's bound (export's own measurement turns this off)."""
+        if tier is not None and tier not in TIER_CHOICES:
+            raise ConfigError(f"tier must be one of {', '.join(TIER_CHOICES)}, got {tier!r}")
         ov = _openvino()
         path = Path(model)
         if not path.is_file():
@@ -127,25 +105,20 @@ class OpenVinoBackend(Backend):
         available = list(self.core.available_devices)
         if _device_family(device) not in {_device_family(d) for d in available} and device not in available:
             raise BackendUnavailableError(f"OpenVINO device {device} is not here (have: {', '.join(available)})")
-        why = tier_available(self.core, device, tier)
+        try:
+            self._model = self.core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError with its parser's message
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFormatError(f"OpenVINO cannot read {path}: {first[:300]}") from None
+        self.spec = spec_from_onnx_metadata(self._metadata(), str(path))
+        tier = resolve_tier(tier, self.spec, "onnx", "openvino", "tier")
+        precision, why = tier_precision(self.core, device, tier)
         if why:
             raise BackendUnavailableError(f"the {tier} tier does not run here: {why}")
-        if tier != "exact" and require_measured:
-            entry = measured_tier(path, tier)
-            if entry is None:
-                raise BackendUnavailableError(
-                    f"the {tier} tier of {path.name} was never measured: export it again with OpenVINO installed "
-                    f"(`spade-rt export` measures it and records it in {report_path(path).name})"
-                )
-            err, bound = entry.get("max_rel_l2"), TIERS[tier].bound
-            if not isinstance(err, int | float) or not err <= bound:
-                raise BackendUnavailableError(
-                    f"the {tier} tier of {path.name} is not offered: measured relative L2 {err} is over its "
-                    f"bound {bound:g}"
-                )
+        measured = check_offered(path, tier) if require_measured else None
         self.device, self.tier = device, tier
-        measured = measured_tier(path, tier) if tier != "exact" else None
-        self.measured_error = measured.get("max_rel_l2") if measured else None  # export's figure for this tier
+        self.measured = measured  # export's record of this tier (None for exact)
+        self.measured_psnr = measured.get("psnr_db") if measured else None
         if cache:
             from spade_rt.cache import built_dir
 
@@ -153,19 +126,13 @@ class OpenVinoBackend(Backend):
             self.cache_dir: Path | None = Path(cache_dir) if cache_dir else built_dir() / "openvino"
         else:
             self.cache_dir = None
-        try:
-            self._model = self.core.read_model(str(path))
-        except Exception as exc:  # OpenVINO raises RuntimeError with its parser's message
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFormatError(f"OpenVINO cannot read {path}: {first[:300]}") from None
-        self.spec = spec_from_onnx_metadata(self._metadata(), str(path))
         self.input_names = {i.get_any_name() for i in self._model.inputs}
         out = self._model.outputs[0]
         self._out_dtype = np.uint8 if out.get_element_type().get_type_name() == "u8" else np.float32
         fam = _device_family(device)
         self.config = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": TIERS[tier].precision.get(fam, "f32"),
+            "INFERENCE_PRECISION_HINT": precision,
         }
         if fam == "CPU":
             self.config["INFERENCE_NUM_THREADS"] = str(threads or default_threads())

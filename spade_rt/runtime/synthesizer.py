@@ -29,10 +29,18 @@ from spade_rt.validation import API, check_call_options, check_int_option, check
 log = logging.getLogger(__name__)
 
 
-def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
-    """The backend for ``model``: by its file kind and the registry's ``auto`` rule (``auto``), or by name."""
+def open_backend(model: str | Path, backend: str = "auto", tier: str | None = None, **options) -> Backend:
+    """The backend for ``model``: by its file kind and the registry's ``auto`` rule (``auto``), or by name.
+    ``tier`` (``spade_rt.runtime.tiers``): None/``auto`` = the file's own (exact unless it is an int8 graph);
+    ``half`` runs on OpenVINO (``auto`` picks it); a tier not offered for the file is refused in one line."""
     kind = model_kind(model)
+    if tier not in (None, "auto"):
+        tier = _check_tier(model, kind, backend, tier)
+        if tier == "half" and backend == "auto":
+            backend = "openvino"
     entry = auto_backend(kind, model, options) if backend == "auto" else get_backend(backend)
+    if entry.name == "openvino" and tier not in (None, "auto"):
+        options["tier"] = tier
     if kind not in entry.kinds:
         raise InputError(
             f"the {entry.name} backend runs {', '.join(entry.kinds)} files; {model} is a {kind} file "
@@ -41,13 +49,34 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
     return load_attr(entry, entry.factory)(model, **options)
 
 
+def _check_tier(model: str | Path, kind: str, backend: str, tier: str) -> str:
+    """``tier`` against the file (its kind; an ONNX graph's spec, read from its metadata) and the backend."""
+    from spade_rt.runtime.tiers import check_tier_choice, resolve_tier
+
+    check_tier_choice(tier, "tier")
+    spec = None
+    if kind == "onnx":
+        from spade_rt.runtime.onnx_meta import read_onnx_metadata
+        from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
+
+        meta = read_onnx_metadata(model)
+        spec = spec_from_onnx_metadata(meta, str(model)) if SPEC_KEY in meta else None
+    return resolve_tier(tier, spec, kind, backend, "tier")
+
+
 class Synthesizer:
     """Validate inputs, run the backend, return images. See the module docstring."""
 
-    def __init__(self, model: str | Path, backend: str = "auto", **backend_options) -> None:
-        self.backend = open_backend(model, backend, **backend_options)
+    def __init__(self, model: str | Path, backend: str = "auto", tier: str | None = None, **backend_options) -> None:
+        """``tier``: None/``auto`` (the file's own: exact unless it is an int8 graph), ``exact``, ``half`` or
+        ``int8`` (``spade_rt.runtime.tiers``)."""
+        self.backend = open_backend(model, backend, tier, **backend_options)
         self.name = Path(model).name  # how messages name the model
         self.spec: ModelSpec = self.backend.spec
+        # the tier this backend runs: a graph's (exact, half, int8); a native model's exact; an engine's precision
+        self.tier: str = getattr(self.backend, "tier", None) or (
+            "exact" if self.spec.precision == "fp32" else self.spec.precision
+        )
         self._lock = threading.Lock()
 
     # ---- context manager -------------------------------------------------------------------------------
