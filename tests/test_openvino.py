@@ -17,10 +17,11 @@ import torch
 from spade_rt.cli import main
 from spade_rt.errors import BackendUnavailableError, ConfigError
 from spade_rt.runtime.onnx_meta import read_onnx_metadata
-from spade_rt.runtime.openvino_backend import TIERS, OpenVinoBackend, tier_available
+from spade_rt.runtime.openvino_backend import OpenVinoBackend, tier_available
 from spade_rt.runtime.registry import AUTO_ONNX_CPU, auto_backend, get_backend
 from spade_rt.runtime.spec import report_path
 from spade_rt.runtime.synthesizer import Synthesizer
+from spade_rt.runtime.tiers import TIERS
 
 from conftest import run_cli
 from reference_spade import blobby_labels, ref_generator_for, ref_semantics, rel_l2
@@ -97,13 +98,13 @@ def test_tiers_are_measured_at_export_and_shown_by_inspect(coco):
     assert exact["offered"] and exact["bound"] == 1e-5 and exact["max_rel_l2"] < 1e-5
     assert {"onnxruntime CPUExecutionProvider", "openvino CPU f32"} <= set(exact["measured"])
     half = tiers["half"]
-    assert half["bound"] == 1e-2
+    assert half["bound"] == 40.0 and half["metric"] == "psnr_db"
     import openvino as ov
 
     why = tier_available(ov.Core(), "CPU", "half")
-    if why is None:  # a CPU with bf16: measured, and offered exactly when within the bound
-        assert set(half["measured"]) == {"openvino CPU bf16"}
-        assert half["offered"] == (half["max_rel_l2"] <= 1e-2)
+    if why is None:  # a CPU with bf16 (or native fp16): measured, and offered exactly when within the bound
+        assert len(half["measured"]) == 1 and next(iter(half["measured"])) in ("openvino CPU bf16", "openvino CPU f16")
+        assert half["offered"] == (half["psnr_db"] >= 40)
         assert half["max_rel_l2"] > 0  # bf16 is not fp32: a zero would mean the hint was ignored
     else:
         assert not half["offered"] and half["reason"] == why
@@ -126,19 +127,19 @@ def test_half_tier_is_offered_only_when_measured_within_its_bound(tmp_path):
         return
     report = report_path(path)
     data = json.loads(report.read_text())
-    data["tiers"]["half"].update(max_rel_l2=5e-3, offered=True)
+    data["tiers"]["half"].update(psnr_db=45.0, offered=True)
     report.write_text(json.dumps(data))
     ids = blobby_labels(2, 32, 32, 183, seed=24)
     inst = blobby_labels(2, 32, 32, 5, seed=25, cell=10)
     with Synthesizer(path, backend="openvino", tier="half") as half, Synthesizer(path, backend="openvino") as exact:
-        assert half.backend.config["INFERENCE_PRECISION_HINT"] == "bf16" and half.backend.measured_error == 5e-3
+        assert half.backend.config["INFERENCE_PRECISION_HINT"] == "bf16" and half.backend.measured_psnr == 45.0
         expected = want(ref, ids, inst)
         err_half = rel_l2(half(ids, inst, output="float"), expected)
         err_exact = rel_l2(exact(ids, inst, output="float"), expected)
         assert err_exact < 1e-5 < err_half  # the tier really ran in bf16
-    data["tiers"]["half"].update(max_rel_l2=0.05, offered=False)
+    data["tiers"]["half"].update(psnr_db=33.0, offered=False)
     report.write_text(json.dumps(data))
-    with pytest.raises(BackendUnavailableError, match="over its bound"):
+    with pytest.raises(BackendUnavailableError, match="below the bound 40 dB"):
         OpenVinoBackend(path, tier="half")
     del data["tiers"]
     report.write_text(json.dumps(data))
@@ -172,9 +173,11 @@ def test_half_tier_on_the_trained_demo_model_is_within_its_bound(tmp_path, coco_
         expected = np.concatenate([net(semantics_from_numpy(i, cfg.num_label_ids, None)).numpy() for i in ids])
     assert expected.std() > 0.3
     with Synthesizer(out, backend="openvino", tier="half") as half:
-        err = rel_l2(half(ids, output="float"), expected)
-    measured = json.loads(report_path(out).read_text())["tiers"]["half"]["max_rel_l2"]
-    assert measured <= 1e-2 and 0 < err <= 1e-2
+        got = half(ids, output="float")
+    measured = json.loads(report_path(out).read_text())["tiers"]["half"]["psnr_db"]
+    pic = lambda x: np.clip((x.astype(np.float64) + 1) / 2 * 255, 0, 255).astype(np.uint8).astype(np.float64)  # noqa: E731
+    mse = max(np.mean((pic(g[None]) - pic(e[None])) ** 2) for g, e in zip(got, expected))
+    assert measured >= 40 and mse > 0 and 10 * np.log10(255**2 / mse) >= 40
 
 
 def test_auto_rule_and_override(coco):
@@ -196,11 +199,11 @@ def test_auto_rule_and_override(coco):
 
 def test_bad_options_are_one_line(coco, tmp_path):
     _, static, _ = coco
-    with pytest.raises(ConfigError, match="tier must be one of exact, half"):
+    with pytest.raises(ConfigError, match="tier must be one of auto, exact, half, int8"):
         OpenVinoBackend(static, tier="fast")
     with pytest.raises(BackendUnavailableError, match="OpenVINO device NPU is not here"):
         OpenVinoBackend(static, device="NPU")
-    assert set(TIERS) == {"exact", "half"}
+    assert set(TIERS) == {"exact", "half", "int8"}
     labels = tmp_path / "l.png"
     from PIL import Image
 

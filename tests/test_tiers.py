@@ -172,3 +172,17 @@ def test_int8_export_end_to_end(tiny, tmp_path, coco_sample):
     label = sorted((coco_sample / "val_label").glob("*.png"))[0]
     bad = run_cli("synthesize", out, "--labels", label, "--tier", "exact", "-o", tmp_path / "o.png", check=False)
     assert bad.returncode == 1 and "this graph is the int8 tier's" in bad.stderr
+
+
+def test_serve_says_which_tier_it_serves(tiny):
+    """A real server on loopback: GET /v1/model's top-level "tier" is the tier asked for (and exact by default)."""
+    import httpx
+
+    from spade_rt.bench.serve_load import ServeProcess
+
+    _, _, graph = tiny
+    with ServeProcess(graph, "--tier", "half") as half:
+        info = httpx.get(f"{half.url}/v1/model").json()
+        assert info["tier"] == "half" and info["backend"] == "openvino"
+    with ServeProcess(graph) as exact:
+        assert httpx.get(f"{exact.url}/v1/model").json()["tier"] == "exact"

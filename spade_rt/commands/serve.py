@@ -58,11 +58,13 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
 
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.synthesizer import Synthesizer
+    from spade_rt.runtime.tiers import check_tier_choice
     from spade_rt.serve.app import create_app
     from spade_rt.serve.server import run_server
     from spade_rt.serve.settings import effective_max_batch
     from spade_rt.serve.web_runtime import find_runtime
 
+    check_tier_choice(getattr(args, "tier", "auto"))  # first, with --ort-web: before a model is loaded
     runtime = find_runtime(args.ort_web)  # first: a wrong --ort-web fails before a model is loaded
     browser_graph = Path(args.browser_graph) if args.browser_graph else None
     if args.model is None:  # the embedded demo model, exactly as `spade-rt demo` runs it
@@ -80,7 +82,9 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         browser_graph = source  # the served graph runs unchanged in onnxruntime-web
     if not args.verbose:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    with Synthesizer(source, backend=args.backend, **server_backend_options(source, kind, args.backend)) as synth:
+    tier = getattr(args, "tier", "auto")  # spade_rt.runtime.tiers; half runs on OpenVINO, whose options are its own
+    options = server_backend_options(source, kind, args.backend) if tier != "half" else {}
+    with Synthesizer(source, backend=args.backend, tier=tier, **options) as synth:
         spec = synth.spec
         on_gpu = getattr(synth.backend, "on_gpu", kind == "engine")  # engines run on GPUs; torch/OpenVINO here: CPU
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch, on_gpu=on_gpu)
@@ -164,6 +168,13 @@ def register(sub) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port, printed)")
+    p.add_argument(
+        "--tier",
+        default="auto",
+        metavar="{auto,exact,half,int8}",
+        help="precision tier (docs/bench.md 'Tiers'; GET /v1/model says which): auto (the graph's own), exact, "
+        "half (OpenVINO bf16, >= 40 dB PSNR), int8 (a graph from `export --tier int8`, >= 35 dB)",
+    )
     p.add_argument(
         "--backend",
         default="auto",

@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         instances=args.instances,
     )
+    from spade_rt.runtime.tiers import check_tier_choice, resolve_tier
+
+    check_tier_choice(args.tier)
+    resolve_tier(args.tier, spec, kind, "openvino" if args.tier == "half" else "auto")
     check_triton_destination(args.output, args.name or default_name(source), force=args.force)
     options = TritonOptions(
         name=args.name or default_name(source),
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         png=args.png,
         execution_env=args.execution_env,
+        tier=args.tier,
     )
     repo = Path(args.output)
     if kind != "native":
@@ -139,6 +144,13 @@ def register(sub) -> None:
         choices=("static", "dedup"),
         default="static",
         help="spade-rt models: the exported graph (dedup: fastest on CPUs; static: TensorRT, GPUs)",
+    )
+    p.add_argument(
+        "--tier",
+        default="auto",
+        metavar="{auto,exact,half,int8}",
+        help="python backend: the precision tier the runtime runs (auto: the graph's own; half: OpenVINO bf16 on "
+        "CPU instances; int8: a graph from `spade-rt export --tier int8`); offered only where export measured it",
     )
     p.add_argument("--force", action="store_true", help="replace REPO/NAME if it exists")
     p.set_defaults(func=run)

@@ -223,6 +223,7 @@ class ServeApp:
         self.info = describe_model(
             self.spec, model=model, kind=kind, backend=synth.backend.name, max_batch=max_batch, settings=settings
         )
+        self.info["tier"] = getattr(synth, "tier", "exact")  # the precision tier served (spade_rt.runtime.tiers)
         self.info["browser"] = (
             browser.describe()
             if browser is not None

@@ -37,7 +37,7 @@ from pathlib import Path
 from spade_rt import __version__
 from spade_rt.errors import ConfigError, InputError, ModelFormatError
 from spade_rt.io_utils import sha256_file
-from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, ModelSpec, Z, manifest_path, spec_from_dict
+from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, ModelSpec, Z, manifest_path, report_path, spec_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class TritonOptions:
     backend: str = "native"  # native: onnxruntime_onnx / tensorrt_plan; python: the spade-rt runtime in Triton
     png: bool | None = None  # also NAME_png (label PNG in); None: with the python backend only
     execution_env: str | None = None  # python backend: EXECUTION_ENV_PATH (a conda-pack archive)
+    tier: str = "auto"  # python backend: the precision tier (spade_rt.runtime.tiers); auto: the graph's own
 
     def validate(self, kind: str) -> TritonOptions:
         if not NAME_RE.match(self.name):
@@ -90,6 +91,10 @@ class TritonOptions:
             raise ConfigError(f"--max-batch {self.max_batch}: expected 1..1024")
         if self.execution_env is not None and self.backend != "python":
             raise ConfigError("--execution-env is for the python backend: add --backend python")
+        if self.tier != "auto" and self.backend != "python":
+            raise ConfigError(f"--tier {self.tier} is for the python backend (the spade-rt runtime): --backend python")
+        if self.tier == "half" and self.device != "cpu":
+            raise ConfigError("--tier half runs on OpenVINO's CPU device: add --device cpu")
         return self
 
     @property
@@ -181,6 +186,8 @@ def config_text(spec: ModelSpec, kind: str, options: TritonOptions, max_batch: i
     ]
     if python:
         params = {"spade_rt_role": "synthesize", "spade_rt_model": PYTHON_FILES[kind], "spade_rt_kind": kind}
+        if options.tier != "auto":
+            params["spade_rt_tier"] = options.tier
         if options.execution_env:
             params["EXECUTION_ENV_PATH"] = options.execution_env
         lines.append(_parameters(params))
@@ -290,6 +297,8 @@ def write_repository(
     shutil.copyfile(source, staging / "1" / filename)
     if python and manifest is not None:  # the engine backend checks the engine against its manifest
         shutil.copyfile(manifest_path(source), manifest_path(staging / "1" / filename))
+    if python and kind == "onnx" and report_path(source).is_file():  # export's tier record: what tiers are offered
+        shutil.copyfile(report_path(source), report_path(staging / "1" / filename))
     if python:
         (staging / "1" / "model.py").write_text(
             MODEL_PY.format(version=__version__, what=f"{source.name} through the spade-rt runtime")

@@ -95,7 +95,11 @@ class TritonPythonModel:
                 options = {"providers": ["CPUExecutionProvider"]}
                 if params.get("spade_rt_threads"):
                     options["threads"] = int(params["spade_rt_threads"])
-            self.synth = Synthesizer(model, **options)
+            tier = params.get("spade_rt_tier", "auto")  # spade_rt.runtime.tiers; half runs on OpenVINO (CPU)
+            if tier == "half":
+                options = {"threads": int(params["spade_rt_threads"])} if params.get("spade_rt_threads") else {}
+                options["backend"] = "openvino"
+            self.synth = Synthesizer(model, tier=tier, **options)
             self.spec = self.synth.spec
         elif self.role == "png":
             from spade_rt.palettes import palette_for
