@@ -186,3 +186,23 @@ def test_serve_says_which_tier_it_serves(tiny):
         assert info["tier"] == "half" and info["backend"] == "openvino"
     with ServeProcess(graph) as exact:
         assert httpx.get(f"{exact.url}/v1/model").json()["tier"] == "exact"
+
+
+def test_triton_python_backend_takes_the_tier(tiny, tmp_path):
+    """`triton --backend python --tier half`: the tier travels in the model's parameters with export's record
+    beside the graph (so the runtime inside Triton offers it as here); the native backends refuse --tier."""
+    _, _, graph = tiny
+    repo = tmp_path / "models"
+    argv = ["triton", graph, "-o", repo, "--backend", "python", "--device", "cpu", "--tier", "half", "--name", "g"]
+    run_cli(*argv)
+    config = (repo / "g" / "config.pbtxt").read_text()
+    assert 'key: "spade_rt_tier"' in config and 'string_value: "half"' in config
+    copied = repo / "g" / "1" / "model.onnx"
+    assert (
+        json.loads(report_path(copied).read_text())["tiers"]["half"]
+        == json.loads(report_path(graph).read_text())["tiers"]["half"]
+    )
+    with Synthesizer(copied, backend="openvino", tier="half") as s:  # what triton_python.py opens for this tier
+        assert s.tier == "half"
+    bad = run_cli("triton", graph, "-o", tmp_path / "m2", "--tier", "half", "--device", "cpu", check=False)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--backend python" in bad.stderr
