@@ -140,6 +140,7 @@ def check_graph_options(
     graph: Any = "static",
     index_pad: Any = "int32",
     lookup: Any = "gather",
+    dedup_min_pixels: Any = 128 * 128,
     model: ModelShape | None = None,
     voice: Voice = API,
 ) -> tuple[int, int] | None:
@@ -171,6 +172,11 @@ def check_graph_options(
             raise ConfigError(f"{voice.say('size', size)}: expected HxW, e.g. 256x512")
         if not all(1 <= s <= MAX_OUTPUT_SIDE for s in size):
             raise ConfigError(f"{voice.say('size', tuple(size))}: expected sides of 1..{MAX_OUTPUT_SIDE}")
+    if not _is_int(dedup_min_pixels) or not 1 <= dedup_min_pixels <= MAX_OUTPUT_SIDE**2:
+        raise ConfigError(
+            f"{voice.say('dedup_min_pixels', dedup_min_pixels)}: expected a whole number of pixels "
+            f"1..{MAX_OUTPUT_SIDE**2} (the smallest feature map the dedup graph dedups, h * w)"
+        )
     if lookup == "onehot" and graph == "dedup":
         raise ConfigError(
             f"{voice.say('lookup', 'onehot')} is a formulation of the static graph ({voice.say('graph', 'dedup')} "
