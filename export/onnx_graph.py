@@ -28,9 +28,8 @@ from spade_rt.export.onnx_builder import INT64_MAX, GraphBuilder
 from spade_rt.labels import LabelSpec
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, ModelSpec, Z
-from spade_rt.validation import API, ModelShape, check_graph_options
+from spade_rt.validation import API, DEDUP_MIN_PIXELS, ModelShape, check_graph_options
 
-DEDUP_MIN_PIXELS = 128 * 128  # below this a resolution's dense conv is cheaper than the patch bookkeeping
 # Unique in first-occurrence order: OpenVINO's sorted Unique grows with the number of distinct codes (measured
 # 790 ms vs 13 ms on 66k codes with 3000 distinct; ONNX Runtime 24 vs 15 ms). Any numbering of the patches is
 # exact: the ids only index the per-patch tables.

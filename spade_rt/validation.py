@@ -28,6 +28,10 @@ from spade_rt.io_utils import check_output_dir, check_output_file
 from spade_rt.limits import INT_RANGES, MAX_OUTPUT_SIDE, shown
 
 MAX_SEED = 2**32 - 1  # numpy seeds: 0 .. 2^32 - 1 everywhere (CLI, API, server)
+# the dedup graph's default: feature maps of at least this many pixels get their modulation per distinct patch
+# (coco / ade20k at 256x256: 32x32 up to 256x256; below, the dense gamma/beta conv is about as cheap as the
+# bookkeeping; measured in bench/results/amd-epyc-2cpu-2026-12-04/)
+DEDUP_MIN_PIXELS = 32 * 32
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: ONNX Runtime >= 1.16, TensorRT 10 / TensorRT-RTX
 DEDUP_MAX_CELLS = 1 << 21  # dedup graphs pack patch ids three to an int64: every grid must stay below 2^21 cells
 GRAPH_CHOICES: dict[str, tuple[str, ...]] = {
@@ -140,7 +144,7 @@ def check_graph_options(
     graph: Any = "static",
     index_pad: Any = "int32",
     lookup: Any = "gather",
-    dedup_min_pixels: Any = 128 * 128,
+    dedup_min_pixels: Any = DEDUP_MIN_PIXELS,
     model: ModelShape | None = None,
     voice: Voice = API,
 ) -> tuple[int, int] | None:
