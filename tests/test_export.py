@@ -241,3 +241,16 @@ def test_dedup_at_every_resolution_is_exact_on_both_cpu_runtimes(tmp_path):
     for i in range(len(ids)):
         got = backend.run(ids[i : i + 1].astype(np.uint8), edges[i : i + 1], None)
         assert rel_l2(got[0], want[i]) < 1e-5, ("openvino", i)
+
+
+def test_bad_dedup_min_pixels_is_one_line():
+    from spade_rt.errors import ExportError
+    from spade_rt.export.onnx_graph import GraphOptions
+    from spade_rt.model.config import GeneratorConfig
+
+    cfg = GeneratorConfig.from_preset("ade20k", ngf=4)
+    for bad in (0, -3, 2.5, True, "1024"):
+        with pytest.raises(ExportError) as exc:
+            GraphOptions(graph="dedup", dedup_min_pixels=bad).check(cfg)
+        assert str(exc.value).startswith(f"dedup_min_pixels={bad!r}: expected a whole number of pixels"), exc.value
+    assert GraphOptions(graph="dedup", dedup_min_pixels=1).check(cfg) == cfg.output_hw
