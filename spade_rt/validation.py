@@ -28,6 +28,10 @@ from spade_rt.io_utils import check_output_dir, check_output_file
 from spade_rt.limits import INT_RANGES, MAX_OUTPUT_SIDE, shown
 
 MAX_SEED = 2**32 - 1  # numpy seeds: 0 .. 2^32 - 1 everywhere (CLI, API, server)
+# the dedup graph's default: feature maps of at least this many pixels get their modulation per distinct patch
+# (coco / ade20k at 256x256: 32x32 up to 256x256; below, the dense gamma/beta conv is about as cheap as the
+# bookkeeping; measured in bench/results/amd-epyc-2cpu-2026-12-04/)
+DEDUP_MIN_PIXELS = 32 * 32
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: ONNX Runtime >= 1.16, TensorRT 10 / TensorRT-RTX
 DEDUP_MAX_CELLS = 1 << 21  # dedup graphs pack patch ids three to an int64: every grid must stay below 2^21 cells
 GRAPH_CHOICES: dict[str, tuple[str, ...]] = {
@@ -140,6 +144,7 @@ def check_graph_options(
     graph: Any = "static",
     index_pad: Any = "int32",
     lookup: Any = "gather",
+    dedup_min_pixels: Any = DEDUP_MIN_PIXELS,
     model: ModelShape | None = None,
     voice: Voice = API,
 ) -> tuple[int, int] | None:
@@ -171,6 +176,11 @@ def check_graph_options(
             raise ConfigError(f"{voice.say('size', size)}: expected HxW, e.g. 256x512")
         if not all(1 <= s <= MAX_OUTPUT_SIDE for s in size):
             raise ConfigError(f"{voice.say('size', tuple(size))}: expected sides of 1..{MAX_OUTPUT_SIDE}")
+    if not _is_int(dedup_min_pixels) or not 1 <= dedup_min_pixels <= MAX_OUTPUT_SIDE**2:
+        raise ConfigError(
+            f"{voice.say('dedup_min_pixels', dedup_min_pixels)}: expected a whole number of pixels "
+            f"1..{MAX_OUTPUT_SIDE**2} (the smallest feature map the dedup graph dedups, h * w)"
+        )
     if lookup == "onehot" and graph == "dedup":
         raise ConfigError(
             f"{voice.say('lookup', 'onehot')} is a formulation of the static graph ({voice.say('graph', 'dedup')} "

@@ -203,3 +203,54 @@ def test_dedup_refuses_what_it_cannot_do(tmp_path):
     ):
         proc = run_cli("export", model, "-o", tmp_path / "d.onnx", "--graph", "dedup", *extra, check=False)
         assert proc.returncode == 1 and needle in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+def test_dedup_at_every_resolution_is_exact_on_both_cpu_runtimes(tmp_path):
+    """``dedup_min_pixels=1``: every 3x3 resolution without the fc (down to 4x4 here) computes its modulation per
+    distinct patch; on ONNX Runtime and on OpenVINO (its own Unique) the picture is the reference network's,
+    for a blobby map, pure noise (every patch distinct), one label and border specks in one batch."""
+    from spade_rt.export.exporter import export_model
+    from spade_rt.export.onnx_graph import GraphOptions
+
+    ref, model = native_model(tmp_path, "coco", seed=3, crop_size=128)  # coco: ids and instance edges
+    n_ids = NUM_IDS["coco"]
+    rng = np.random.default_rng(5)
+    flat = np.full((128, 128), 2)
+    specks = flat.copy()
+    specks[0, 0], specks[0, 127], specks[127, 64], specks[5, 5] = 3, 4, 5, 6
+    ids = np.stack([blobby_labels(1, 128, 128, n_ids, seed=8)[0], rng.integers(0, n_ids, (128, 128)), flat, specks])
+    inst_blobs = blobby_labels(1, 128, 128, 5, seed=9, cell=32)[0]
+    inst = np.stack([inst_blobs, rng.integers(0, 3, (128, 128)), flat * 0, specks])
+    edges = instance_edges(inst)
+    want = reference(ref, n_ids, ids, inst)
+    graphs: dict = {}
+    for name, pixels in (("every", 1), ("default", GraphOptions().dedup_min_pixels)):
+        graphs[name] = tmp_path / f"dedup_{name}.onnx"
+        options = GraphOptions(graph="dedup", batch=(1, 1, 4), dedup_min_pixels=pixels)
+        # verified against the PyTorch network as every export is; no tier measurement (not this test's subject)
+        export_model(model, graphs[name], options, verify=name == "every", measure_precision_tiers=False)
+    uniques = {k: sum(n.op_type == "Unique" for n in onnx.load(p).graph.node) for k, p in graphs.items()}
+    assert uniques["every"] == 4 * 5 > uniques["default"], uniques  # 4 Unique per deduped resolution: 8 .. 128
+    got = run_onnx(graphs["every"], ids.astype(np.uint8), edges)
+    for i in range(len(ids)):
+        assert rel_l2(got[i], want[i]) < 1e-5, ("onnxruntime", i)
+    pytest.importorskip("openvino")
+    from spade_rt.runtime.openvino_backend import OpenVinoBackend
+
+    backend = OpenVinoBackend(graphs["every"], tier="exact", cache_dir=tmp_path / "ov")
+    for i in range(len(ids)):
+        got = backend.run(ids[i : i + 1].astype(np.uint8), edges[i : i + 1], None)
+        assert rel_l2(got[0], want[i]) < 1e-5, ("openvino", i)
+
+
+def test_bad_dedup_min_pixels_is_one_line():
+    from spade_rt.errors import ExportError
+    from spade_rt.export.onnx_graph import GraphOptions
+    from spade_rt.model.config import GeneratorConfig
+
+    cfg = GeneratorConfig.from_preset("ade20k", ngf=4)
+    for bad in (0, -3, 2.5, True, "1024"):
+        with pytest.raises(ExportError) as exc:
+            GraphOptions(graph="dedup", dedup_min_pixels=bad).check(cfg)
+        assert str(exc.value).startswith(f"dedup_min_pixels={bad!r}: expected a whole number of pixels"), exc.value
+    assert GraphOptions(graph="dedup", dedup_min_pixels=1).check(cfg) == cfg.output_hw
