@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ def fuzz(target: Target, argv: list[str] | None = None) -> None:
             argv.insert(1, f"{flag}={value}")
     argv[1:1] = [a for a in target.extra_args if a.split("=")[0] not in {b.split("=")[0] for b in argv[1:]}]
     tracemalloc.start()
+    warnings.simplefilter("ignore")  # Pillow's "Invalid APNG" and the like, once per input: noise in the log
 
     def one_input(data: bytes) -> None:
         check_one(target, data)
