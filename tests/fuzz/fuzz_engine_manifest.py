@@ -1,11 +1,13 @@
-"""Fuzz target: an engine's manifest (``X.engine.json``), as `spade-rt inspect` and the TensorRT backend read it
-before the engine is hashed or deserialised.
+"""Fuzz target: the JSON files beside models: an engine's manifest (``X.engine.json``), as `spade-rt inspect` and
+the TensorRT backend read it before the engine is hashed or deserialised, and export's report beside a graph
+(``X.onnx.json``), as `spade-rt inspect X.onnx` reads it (``describe_report``).
 
 Input: the manifest's bytes. A fixed 64-byte engine and a graph of the recorded name lie beside it. Driven: the
 kind sniffer (``model_kind``, which reads the manifest of an unknown engine), ``load_manifest`` with
 ``check_manifest``, `spade-rt inspect`'s ``describe_engine`` (the graph's hash, whether the engine runs here),
 ``staleness`` against this machine's TensorRT for a few GPUs, and the hash check ``read_checked_engine``.
-Structure-aware: mutations change one JSON value (a profile shape, a dtype, the spec, the builder, a hash).
+The same bytes are read as the report of a graph. Structure-aware: mutations change one JSON value (a profile
+shape, a dtype, the spec, the builder, a hash, a verification figure).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ with instrumented(("spade_rt",)):
     from spade_rt.engines.manifest import load_manifest, read_checked_engine, staleness
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import model_kind
+    from spade_rt.runtime.onnxruntime_backend import describe_report
     from spade_rt.runtime.spec import manifest_path
 
 ALLOWED = (SpadeRtError,)
@@ -39,7 +42,14 @@ with contextlib.suppress(SpadeRtError):
     TRT = TensorRT.load("tensorrt-rtx")  # the installed TensorRT-RTX, when there is one (staleness compares)
 
 
+REPORT = ENGINE.parent / "tiny.onnx.json"
+
+
 def run(data: bytes) -> None:
+    REPORT.write_bytes(data)
+    report = describe_report(REPORT)  # never raises: {} when the report is unreadable
+    if not isinstance(report, dict) or not all(isinstance(v, str) for v in report.values()):
+        raise AssertionError(f"describe_report gave {report!r:.200}")
     MANIFEST.write_bytes(data)
     attempt(ALLOWED, model_kind, ENGINE)
     manifest = attempt(ALLOWED, load_manifest, ENGINE)
