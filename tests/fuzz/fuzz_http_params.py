@@ -13,6 +13,7 @@ Structure-aware: mutations change one query parameter, the content type (its bou
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import random
@@ -40,6 +41,7 @@ _synth = Synthesizer(GRAPH, backend="onnxruntime", threads=1)
 SETTINGS = ServeSettings(max_body_bytes=1 << 20, max_map_pixels=1 << 18, warm_up=False)
 APP, STATE = create_app(_synth, SETTINGS, 4, "tiny", "onnx")
 _loop.run_until_complete(STATE.batcher.start(False))
+atexit.register(lambda: _loop.run_until_complete(STATE.batcher.close()))
 
 
 def split(data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
