@@ -17,6 +17,8 @@ CPU provider when asked (``io_binding=True``), which is how it is tested without
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import logging
@@ -136,7 +138,15 @@ def make_session(
             raise ModelFormatError(f"ONNX file not found: {path}")
         model = str(path)
     try:
-        return ort.InferenceSession(model, so, providers=providers)
+        # A graph ONNX Runtime refuses is retried once on its fallback providers, and onnxruntime's Python
+        # wrapper print()s that ("*************** EP Error ***", four lines on stdout, before our one line):
+        # its prints go to the log instead (found fuzzing, tests/fuzz/regressions/onnx_graph/input_name_not_utf8)
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            try:
+                return ort.InferenceSession(model, so, providers=providers)
+            finally:
+                if said.getvalue().strip():
+                    log.debug("onnxruntime: %s", " ".join(said.getvalue().split()))
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types, all of them user-facing here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(f"ONNX Runtime cannot load {source}: {first[:300]}") from None
