@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import CORPUS, MiB, PropertyError, Target, instrumented, mutate_bytes, mutate_int, run_main
 from png_chunks import mutate as mutate_png
 
-with instrumented(("spade_rt", "multipart", "starlette.formparsers")):
+with instrumented(("spade_rt", "python_multipart", "multipart", "starlette.formparsers")):
     from spade_rt.runtime.synthesizer import Synthesizer
     from spade_rt.serve.app import create_app
     from spade_rt.serve.settings import ServeSettings
@@ -171,7 +171,6 @@ TARGET = Target(
     max_alloc=lambda n: 32 * MiB + 64 * SETTINGS.max_map_pixels + 16 * n,
     max_len=32 << 10,
     mutate=mutate,
-    instrument=("spade_rt", "multipart", "starlette.formparsers"),
 )
 
 if __name__ == "__main__":

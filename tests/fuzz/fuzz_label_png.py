@@ -19,6 +19,8 @@ from harness import MiB, Target, attempt, instrumented, run_main
 from png_chunks import mutate as mutate_png
 
 with instrumented(("spade_rt", "PIL.PngImagePlugin")):
+    import PIL.PngImagePlugin  # noqa: F401  (Pillow imports its plugins lazily: here, to instrument it)
+
     from spade_rt.errors import SpadeRtError
     from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
     from spade_rt.runtime.spec import spec_from_dict

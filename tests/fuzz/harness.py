@@ -25,7 +25,7 @@ import time
 import tracemalloc
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,8 +47,6 @@ class Target:
     max_alloc: Callable[[int], int]  # bytes of traced memory an input of n bytes may cost at its peak
     max_len: int  # libFuzzer -max_len: inputs are small
     mutate: Callable[[bytes, random.Random], bytes] | None = None  # structure-aware: one mutation of a valid input
-    instrument: tuple[str, ...] = ("spade_rt",)  # modules whose branches guide the fuzzer
-    extra_args: list[str] = field(default_factory=list)
 
 
 def attempt(allowed: tuple[type[BaseException], ...], fn: Callable, *args, **kwargs):
@@ -114,7 +112,6 @@ def fuzz(target: Target, argv: list[str] | None = None) -> None:
     for flag, value in defaults.items():
         if not any(a.startswith(flag + "=") for a in argv[1:]):
             argv.insert(1, f"{flag}={value}")
-    argv[1:1] = [a for a in target.extra_args if a.split("=")[0] not in {b.split("=")[0] for b in argv[1:]}]
     tracemalloc.start()
     warnings.simplefilter("ignore")  # Pillow's "Invalid APNG" and the like, once per input: noise in the log
 
@@ -218,4 +215,5 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
 
 
 def run_main(target: Target) -> None:
+    """A target module's ``__main__``: fuzz it with the command line's libFuzzer arguments."""
     fuzz(target)
