@@ -90,7 +90,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, Heade
     tensors: dict[str, HeaderTensor] = {}
     for name, info in header.items():
         what = f"{path}: tensor {shown(name)}"
-        if not isinstance(info, dict) or info.get("dtype") not in DTYPE_BYTES:
+        if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or info["dtype"] not in DTYPE_BYTES:
             dtype = info.get("dtype") if isinstance(info, dict) else info
             raise ModelFormatError(f"{what} has dtype {shown(dtype)}: expected one of {', '.join(DTYPE_BYTES)}")
         shape, offsets = info.get("shape"), info.get("data_offsets")

@@ -8,6 +8,7 @@ preset and is checked, so a mismatch names both numbers and the option that expl
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import re
@@ -47,9 +48,16 @@ def torch_load_weights_only(path: str | Path, what: str = "PyTorch checkpoint"):
     if not path.is_file():
         raise ModelFormatError(f"{what} not found: {path}")
     try:
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        # A legacy pickle stream is read from memory: torch's weights-only unpickler reads a string's forged
+        # 4-byte length straight from the file, and a file's read(n) allocates n bytes up front (a 514-byte file
+        # asked for 3 GB; tests/fuzz/regressions/original_checkpoint). From memory, read(n) gets what is there.
+        # Zip archives: torch reads the pickle record into memory itself.
+        source = path if zipped else io.BytesIO(path.read_bytes())
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         unsafe, opcode = _PICKLED_GLOBAL.search(text), _PICKLE_OPCODE.search(text)
@@ -80,7 +88,7 @@ def _what_it_is(path: Path) -> str:
         return "the file is empty"
     if head.startswith(b"PK\x03\x04"):
         return "a damaged or truncated zip archive"
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "a damaged or truncated pickle stream"
     return f"neither a zip archive nor a pickle stream (it starts with {head[:12]!r})"
 
@@ -124,16 +132,26 @@ def read_generator_facts(state: StateDict, source: str) -> GeneratorFacts:
             "pass the latest_net_G.pth file"
         )
     spectral = "head_0.conv_0.weight_orig" in state
-    conv0 = state["head_0.conv_0.weight_orig" if spectral else "head_0.conv_0.weight"]
-    if conv0.shape[0] % 16:
+    conv0_key = "head_0.conv_0.weight_orig" if spectral else "head_0.conv_0.weight"
+    if conv0_key not in state:
+        raise ModelFormatError(f"{source} is not a SPADE generator state dict: no {conv0_key!r}")
+    conv0 = state[conv0_key]  # (16 ngf, 16 ngf, k, k)
+    mlp = state["head_0.norm_0.mlp_shared.0.weight"]  # (128, semantic_nc, ks, ks)
+    fc = state["fc.weight"]  # (16 ngf sh sw, z_dim) for VAE models, else a conv (16 ngf, semantic_nc, 3, 3)
+    for name, tensor, ranks in ((conv0_key, conv0, (4,)), ("head_0.norm_0.mlp_shared.0.weight", mlp, (4,)),
+                                ("fc.weight", fc, (2, 4))):  # fmt: skip
+        if tensor.dim() not in ranks:
+            raise ModelFormatError(
+                f"{source}: {name} has shape {list(tensor.shape)}: expected {' or '.join(map(str, ranks))} "
+                "dimensions, as in a SPADE generator"
+            )
+    if conv0.shape[0] % 16 or not conv0.shape[0]:
         raise ModelFormatError(f"{source}: head_0 has {conv0.shape[0]} channels, not a multiple of 16 (16 x ngf)")
     ngf = conv0.shape[0] // 16
-    mlp = state["head_0.norm_0.mlp_shared.0.weight"]  # (128, semantic_nc, ks, ks)
     batch = "head_0.norm_0.param_free_norm.running_mean" in state
     norm_G = (
         f"{'spectral' if spectral else ''}spade{'syncbatch' if batch else 'instance'}{mlp.shape[-1]}x{mlp.shape[-1]}"
     )
-    fc = state["fc.weight"]
     use_vae = fc.dim() == 2
     return GeneratorFacts(
         ngf=ngf,

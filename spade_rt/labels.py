@@ -118,7 +118,9 @@ def _open_single_channel(source: ImageSource, what: str, max_pixels: int | None 
                     f"values (PNG mode L, P, I;16 or I){hint}"
                 )
             arr = np.array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # Pillow: "invalid palette size" ...
         raise InputError(f"cannot read {what} {path} as an image: {exc}") from None
     if arr.ndim != 2:
         raise InputError(f"{what} {path} decoded to shape {arr.shape}: expected (H, W)")

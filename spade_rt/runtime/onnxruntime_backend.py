@@ -17,6 +17,8 @@ CPU provider when asked (``io_binding=True``), which is how it is tested without
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import logging
@@ -137,7 +139,15 @@ def make_session(
             raise ModelFormatError(f"ONNX file not found: {path}")
         model = str(path)
     try:
-        return ort.InferenceSession(model, so, providers=providers)
+        # A graph ONNX Runtime refuses is retried once on its fallback providers, and onnxruntime's Python
+        # wrapper print()s that ("*************** EP Error ***", four lines on stdout, before our one line):
+        # its prints go to the log instead (found fuzzing, tests/fuzz/regressions/onnx_graph/input_name_not_utf8)
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            try:
+                return ort.InferenceSession(model, so, providers=providers)
+            finally:
+                if said.getvalue().strip():
+                    log.debug("onnxruntime: %s", " ".join(said.getvalue().split()))
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types, all of them user-facing here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(f"ONNX Runtime cannot load {source}: {first[:300]}") from None
@@ -237,7 +247,7 @@ class OnnxRuntimeBackend(Backend):
             self.session = self._shared.session
         else:
             self.session = make_session(model, providers, threads, memory_arena=memory_arena, spinning=spinning)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta, _, inputs, outputs = session_strings(self.session, str(model))
         self.spec = spec_from_onnx_metadata(meta, str(model))
         self.tier = graph_tier(self.spec)  # exact, or int8 for a quantized graph (ONNX Runtime runs no half tier)
         self.measured = check_offered(model, self.tier) if require_measured and isinstance(model, str | Path) else None
@@ -246,9 +256,8 @@ class OnnxRuntimeBackend(Backend):
         self.cuda_graph = bool(self._shared and self._shared.cuda_graph)
         self.io_binding = self.on_gpu if io_binding is None else io_binding
         self._device = ("cuda", device_id) if self.on_gpu else ("cpu", 0)
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        out = self.session.get_outputs()[0]
-        self._out_dtype = np.uint8 if out.type == "tensor(uint8)" else np.float32
+        self.input_names = {name for name, _, _ in inputs}
+        self._out_dtype = np.uint8 if outputs[0][1] == "tensor(uint8)" else np.float32
         self._bound: dict[tuple, _Bound] = {}
         self.last_times = StageTimes()
         log.debug(
@@ -329,24 +338,39 @@ class OnnxRuntimeBackend(Backend):
         self.session = None
 
 
+def session_strings(session, source: str) -> tuple[dict[str, str], str, list[tuple], list[tuple]]:
+    """(metadata_props, producer_name, inputs, outputs) of a session, IO as (name, type, shape); ONNX Runtime
+    hands a graph's strings over as they are stored, so bytes that are not UTF-8 (a damaged file) become one
+    ModelFormatError here instead of a UnicodeDecodeError wherever they are read."""
+    try:
+        meta = session.get_modelmeta()
+        custom, producer = dict(meta.custom_metadata_map), meta.producer_name
+        inputs = [(i.name, i.type, i.shape) for i in session.get_inputs()]
+        outputs = [(o.name, o.type, o.shape) for o in session.get_outputs()]
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(
+            f"{source}: its metadata, producer or IO names are not UTF-8 text ({exc.reason} at byte {exc.start}): "
+            "a damaged file; export it again with `spade-rt export`"
+        ) from None
+    return custom, producer, inputs, outputs
+
+
 def describe_graph(path: str | Path) -> dict:
     """`spade-rt inspect X.onnx`: IO, precision, batch range, and export's report when it is beside the graph."""
     path = Path(path)
     session = make_session(path, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta()
-    spec = (
-        spec_from_onnx_metadata(meta.custom_metadata_map, str(path)) if SPEC_KEY in meta.custom_metadata_map else None
-    )
+    custom, producer, inputs, outputs = session_strings(session, str(path))
+    spec = spec_from_onnx_metadata(custom, str(path)) if SPEC_KEY in custom else None
     info = {
         "file": str(path),
         "kind": "ONNX graph",
-        "producer": meta.producer_name or "?",
+        "producer": producer or "?",
         "preset": spec.preset if spec else "?",
         "precision": spec.precision if spec else "?",
         "output": spec.output if spec else "?",
         "batch_range": f"{spec.min_batch}:{spec.opt_batch}:{spec.max_batch}" if spec else "?",
-        "inputs": {i.name: f"{i.type} {i.shape}" for i in session.get_inputs()},
-        "outputs": {o.name: f"{o.type} {o.shape}" for o in session.get_outputs()},
+        "inputs": {name: f"{kind} {shape}" for name, kind, shape in inputs},
+        "outputs": {name: f"{kind} {shape}" for name, kind, shape in outputs},
         "label_ids": f"0..{spec.labels.num_label_ids - 1}" if spec else "?",
     }
     info.update(describe_report(report_path(path)))

@@ -239,7 +239,7 @@ def frame_ids(header: dict, payload: bytes, spec: ModelSpec) -> tuple[int, int, 
         raise RequestError(400, f"frame number {brief(repr(frame))}: expected an integer >= 0", "frame")
     seed = parse_seed(str(header.get("seed", 0)))
     h, w, dtype = header.get("height"), header.get("width"), header.get("dtype", "uint8")
-    if dtype not in FRAME_DTYPES:
+    if not isinstance(dtype, str) or dtype not in FRAME_DTYPES:
         raise RequestError(400, f"frame dtype {brief(repr(dtype))}: expected uint8 or uint16", "dtype")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
         raise RequestError(

@@ -109,11 +109,11 @@ def default_name(path: Path) -> str:
 
 # ---- the spec of a file -------------------------------------------------------------------------------------
 def onnx_spec(path: Path) -> ModelSpec:
-    from spade_rt.runtime.onnxruntime_backend import make_session
+    from spade_rt.runtime.onnxruntime_backend import make_session, session_strings
     from spade_rt.runtime.spec import spec_from_onnx_metadata
 
     session = make_session(path, providers=["CPUExecutionProvider"], threads=1)
-    return spec_from_onnx_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    return spec_from_onnx_metadata(session_strings(session, str(path))[0], str(path))
 
 
 def engine_manifest(path: Path) -> dict:

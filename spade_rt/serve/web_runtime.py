@@ -134,7 +134,7 @@ def graph_spec(graph: Path, what: str = "--browser-graph"):
     """The ModelSpec an ONNX graph of `spade-rt export` carries; ConfigError (one line) for anything else."""
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import model_kind
-    from spade_rt.runtime.onnxruntime_backend import make_session
+    from spade_rt.runtime.onnxruntime_backend import make_session, session_strings
     from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
 
     try:
@@ -145,7 +145,7 @@ def graph_spec(graph: Path, what: str = "--browser-graph"):
         found = "no such file" if kind == "missing" else "not an ONNX graph"
         raise ConfigError(f"{what} {graph}: {found}; expected an ONNX graph exported by `spade-rt export`")
     try:
-        meta = make_session(graph, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        meta = session_strings(make_session(graph, providers=["CPUExecutionProvider"]), str(graph))[0]
         if SPEC_KEY not in meta:
             raise ConfigError("no spade-rt spec")
         spec = spec_from_onnx_metadata(meta, str(graph))
