@@ -99,6 +99,9 @@ export async function decodePng(buffer, maxPixels) {
   while (o + 12 <= b.length) {
     const n = dv.getUint32(o), t = String.fromCharCode(b[o + 4], b[o + 5], b[o + 6], b[o + 7]);
     if (o + 12 + n > b.length) throw new PngError(`a damaged PNG (chunk ${JSON.stringify(t)} of ${n} bytes runs past the end)`);
+    if ((t === "IHDR" && seenHeader) || (t === "PLTE" && palette !== null)) {
+      throw new PngError(`a damaged PNG (a second ${t} chunk: expected one)`); // which one counts would be a guess
+    }
     if (t === "IHDR") {
       if (n < 13) throw new PngError(`a damaged PNG (an IHDR of ${n} bytes: expected 13)`);
       W = dv.getUint32(o + 8); H = dv.getUint32(o + 12); depth = b[o + 16]; type = b[o + 17]; interlace = b[o + 20];
