@@ -4,10 +4,11 @@
 //
 // The label map is an integer id buffer (Uint8Array, Uint16Array past 256 classes). Brush, fill, undo and
 // loads all write ids into it; the canvas only shows it (putImageData of palette colours, never read back),
-// so what is sent is exactly what was painted. Frames go over one WebSocket with at most MAX_IN_FLIGHT
-// unanswered: one the server computes, one waiting behind it, which the server replaces with any newer
-// frame (latest wins, nothing queues); further edits only mark the map dirty, and the newest map goes out as
-// soon as a reply frees a place. The picture is decoded once (png.js) and drawn into a canvas.
+// so what is sent is exactly what was painted. Frames go over one WebSocket as the map changes: the server
+// computes one and keeps one waiting, which any newer frame replaces (latest wins, nothing queues; replaced
+// frames get no reply), so the newest map is computed next instead of a stale one. At most MAX_IN_FLIGHT go
+// unanswered (a bound on the bytes on the wire during a long compute); past it, edits only mark the map dirty
+// and the newest map goes out when a reply comes. The picture is decoded once (png.js), drawn into a canvas.
 //
 // Browser mode (the "compute" switch, or ?runtime=browser): the same id buffer goes to onnxruntime-web in
 // this page instead, one frame in flight, the newest map next. Label PNGs are then decoded here too, so the
@@ -21,7 +22,7 @@ import { decodePng, encodeLabelPng } from "./png.js";
 import { pack, parseRetryAfter, parseSeed, retryDelay, seedRange, unpack } from "./protocol.js";
 import { loadBrowserRuntime, seededNormal, toRgb } from "./runtime.js";
 
-const MAX_IN_FLIGHT = 2; // server mode: frames sent and not answered (the one computing + the one waiting)
+const MAX_IN_FLIGHT = 8; // server mode: frames sent and not answered (computing, waiting, replaced on the way)
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const STATIC_SITE = document.body.dataset.site === "static";
