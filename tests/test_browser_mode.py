@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
@@ -333,3 +334,28 @@ def test_a_served_graph_is_offered_to_browsers_and_a_foreign_browser_graph_is_re
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "--browser-graph" in lines[0] and "151 ids" in lines[0] and "64x64 of 183" in lines[0], lines[0]
+
+
+def test_the_page_shows_the_models_tier_and_takes_its_seed_range_from_the_model_description(browser, tmp_path):
+    """/v1/model (model.json on a static site) may name a precision tier and a seed range; the page shows the
+    tier and bounds its seed box by the range, and without them shows no tier and keeps 0..2^32-1."""
+    site = tmp_path / "site"
+    assert main(["web", "-o", str(site), "-q"]) == 0
+    modules = {p.name for p in (site / "static").iterdir()}
+    shipped = {p.name for p in Path(str(resources.files("spade_rt.serve").joinpath("static"))).glob("*.js")}
+    assert shipped <= modules and "png.js" in modules, modules  # every ES module the page imports
+    plain = json.loads((site / "model.json").read_text())
+    for extra, tier, top in (
+        (None, None, "4294967295"),
+        ({"tier": "int8", "seed": {"min": 0, "max": 1000}}, "int8", "1000"),
+    ):
+        (site / "model.json").write_text(json.dumps({**plain, **(extra or {})}))
+        with StaticServer(site, True) as static:
+            page, errors, _ = open_page(browser, static.url)
+            page.goto(static.url)
+            page.wait_for_function("!document.getElementById('model-info').textContent.startsWith('loading')")
+            info = page.inner_text("#model-info")
+            assert (f"tier {tier}" in info) if tier else ("tier" not in info), info
+            assert page.get_attribute("#seed", "max") == top
+            assert errors == [], errors
+            page.close()

@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         )
     atomic_write_bytes(site / "model.json", (json.dumps(info, indent=1) + "\n").encode())
     static = _static_dir()
-    for name in ("painter.js", "painter.css"):
-        _copy(static / name, site / "static" / name)
+    for path in sorted(static.iterdir()):  # the painter's ES modules and style: what the wheel ships (*.js, *.css)
+        if path.suffix in (".js", ".css"):
+            _copy(path, site / "static" / path.name)
     html = (static / "index.html").read_text()
     html = html.replace('href="/static/', 'href="static/').replace('src="/static/', 'src="static/')
     html = html.replace("<body>", '<body data-site="static">', 1)

@@ -406,6 +406,16 @@ class ServeApp:
             )
         return None
 
+    async def painter_slot(self, request: Request) -> Response:
+        """GET /ws over plain HTTP. Browsers hide a refused WebSocket handshake's status and Retry-After, so the
+        painter asks here after a failed handshake: 503 + Retry-After (as the handshake answers) while a painter
+        would be refused, else 426 (a painter would be let in now: open the WebSocket)."""
+        refusal = self._painter_refusal()
+        if refusal is not None:
+            return JSONResponse({"error": refusal, "status": 503}, status_code=503, headers={"Retry-After": "1"})
+        body = {"error": "a painter would be let in now: open a WebSocket here", "status": 426}
+        return JSONResponse(body, status_code=426, headers={"Upgrade": "websocket"})
+
     async def painter(self, ws: WebSocket) -> None:
         refusal = self._painter_refusal()
         if refusal is not None:
@@ -547,6 +557,7 @@ def create_app(
         Route("/healthz", state.healthz),
         Route("/metrics", state.metrics_text),
         WebSocketRoute("/ws", state.painter),
+        Route("/ws", state.painter_slot),  # HTTP: why a handshake was refused (the painter's retry)
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
