@@ -5,11 +5,8 @@ Every picture the server returns is compared with ``Synthesizer`` output for the
 
 from __future__ import annotations
 
-import json
-import re
 import signal
 import socket
-import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,20 +25,9 @@ from spade_rt.runtime.synthesizer import Synthesizer
 
 from conftest import run_cli
 from reference_spade import blobby_labels
-from serve_support import decode, demo_graph_path, png, tiny_graph
+from serve_support import decode, frame, metric, png, reply, tiny_graph
 
 H = W = 128  # the demo model
-
-
-@pytest.fixture(scope="module")
-def demo_graph() -> Path:
-    return demo_graph_path()
-
-
-@pytest.fixture(scope="module")
-def demo_synth(demo_graph):
-    with Synthesizer(demo_graph) as synth:
-        yield synth
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +56,6 @@ def post(server, body: bytes, content_type: str = "image/png", **params) -> http
     return httpx.post(f"{server.url}/v1/synthesize", content=body, headers=headers, params=params, timeout=120)
 
 
-def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert m, f"{name} missing from /metrics"
-    return float(m.group(1))
-
-
 def test_endpoints_describe_the_model_and_the_server(api):
     assert httpx.get(f"{api.url}/healthz").json()["status"] == "ok"
     info = httpx.get(f"{api.url}/v1/model").json()
@@ -99,7 +79,7 @@ def test_endpoints_describe_the_model_and_the_server(api):
     text = httpx.get(f"{api.url}/metrics").text
     for name in ("http_requests_total", "http_errors_total", "http_request_seconds", "batch_size", "queue_depth"):
         assert f"# TYPE spade_rt_{name} " in text
-    assert metric(text, 'spade_rt_http_requests_total{route="/v1/model",status="200"}') >= 1
+    assert metric(text, "spade_rt_http_requests_total", route="/v1/model", status="200") >= 1
 
 
 def test_synthesize_gives_the_synthesizers_pictures(api, demo_synth):
@@ -209,7 +189,7 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
     r = post(api, png(ok))
     np.testing.assert_array_equal(decode(r.content), demo_synth(ok))
     text = httpx.get(f"{api.url}/metrics").text
-    assert metric(text, 'spade_rt_http_errors_total{route="/v1/synthesize",status="422"}') >= 6
+    assert metric(text, "spade_rt_http_errors_total", route="/v1/synthesize", status="422") >= 6
 
 
 def test_limits_body_map_size_and_connections(api, demo_synth):
@@ -264,16 +244,6 @@ def test_concurrent_requests_are_batched_and_get_the_single_call_pictures(batchi
     calls = metric(text, "spade_rt_batch_size_count")
     assert metric(text, "spade_rt_pictures_total") == 8 and calls < 8
     assert metric(text, "spade_rt_batch_size_sum") == 8
-
-
-def frame(n: int, ids: np.ndarray, seed: int = 0) -> bytes:
-    header = json.dumps({"frame": n, "seed": seed, "height": ids.shape[0], "width": ids.shape[1], "dtype": "uint8"})
-    return struct.pack("<I", len(header)) + header.encode() + ids.astype(np.uint8).tobytes()
-
-
-def reply(message: bytes) -> tuple[dict, bytes]:
-    (n,) = struct.unpack_from("<I", message)
-    return json.loads(message[4 : 4 + n]), message[4 + n :]
 
 
 def test_painter_socket_latest_wins(api, demo_synth):

@@ -91,6 +91,7 @@ class ClientGoneError(Exception):
     """The client closed its connection before its picture was computed: the work is dropped."""
 
 
+RETRY_AFTER_S = "1"  # seconds, on every 503: the painter page retries with backoff from there
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request": logged and counted, never sent
 
 
@@ -230,7 +231,7 @@ class ServeApp:
         )
         self.guard: Guard | None = None
         self.ready_message = ""  # logged once the backend is warm (spade_rt.serve.server sets it)
-        self.server_state = None  # uvicorn's ServerState (spade_rt.serve.server sets it): every open connection
+        self.connection_slots = None  # --max-connections (spade_rt.serve.server sets it: ConnectionSlots)
         self.painters = 0
         lab = self.spec.labels
         self.frame_limit = painter_frame_limit(lab.height, lab.width, 1 if lab.num_label_ids <= 256 else 2)
@@ -392,29 +393,34 @@ class ServeApp:
         return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream", headers=headers)
 
     # ---- the painter's WebSocket -------------------------------------------------------------------------
-    def _painter_refusal(self) -> str | None:
-        if self.painters >= self.settings.max_painters:
-            return (
-                f"{self.painters} painters are open already (--max-painters {self.settings.max_painters}): retry later"
-            )
-        open_connections = len(self.server_state.connections) if self.server_state is not None else 0
-        if open_connections > self.settings.max_connections:  # this connection is one of them
-            return (
-                f"{open_connections - 1} connections are open already (--max-connections "
-                f"{self.settings.max_connections}): retry later"
-            )
-        return None
+    async def refuse_connection(self, scope, receive, send) -> None:
+        """ASGI: the answer to every request on a connection that opened while all ``--max-connections`` slots
+        were held (``spade_rt.serve.server.ConnectionSlots``), a painter's handshake included: 503 with
+        ``Retry-After``, then the connection is closed."""
+        limit = self.settings.max_connections
+        what = "a painter" if scope.get("path") == "/ws" else "a request"
+        self.metrics.refused.labels("connections").inc()
+        log.info("refused %s: %d connections were open (--max-connections %d)", what, limit, limit)
+        exc = RequestError(503, f"{limit} connections are open already (--max-connections {limit}): retry later")
+        await error_response(exc, headers={"Retry-After": RETRY_AFTER_S, "Connection": "close"})(scope, receive, send)
 
     async def painter(self, ws: WebSocket) -> None:
-        refusal = self._painter_refusal()
-        if refusal is not None:
+        limit = self.settings.max_painters
+        if self.painters >= limit:
+            refusal = f"{self.painters} painters are open already (--max-painters {limit}): retry later"
             self.metrics.refused.labels("painters").inc()
             log.info("refused a painter: %s", refusal)
             body = {"error": refusal, "status": 503}
-            await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
+            await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S}))
             return
+        self.painters += 1  # before the handshake's await: a burst of handshakes sees every slot taken so far
+        try:
+            await self._paint(ws)
+        finally:
+            self.painters -= 1
+
+    async def _paint(self, ws: WebSocket) -> None:
         await ws.accept()
-        self.painters += 1
         self.metrics.ws_connections.inc()
         slot = Latest(self.metrics)
 
@@ -440,7 +446,6 @@ class ServeApp:
             pass  # the painter went away mid-send
         finally:
             reader.cancel()
-            self.painters -= 1
             self.metrics.ws_connections.dec()
 
     async def _frame(self, data: bytes, replaced: int) -> bytes:
@@ -499,7 +504,7 @@ def create_app(
         return error_response(exc)
 
     async def busy(request: Request, exc: ServerBusyError) -> Response:
-        return error_response(RequestError(503, str(exc)), headers={"Retry-After": "1"})
+        return error_response(RequestError(503, str(exc)), headers={"Retry-After": RETRY_AFTER_S})
 
     async def too_large(request: Request, exc: BodyTooLargeError) -> Response:
         return error_response(RequestError(413, str(exc), "body"))
