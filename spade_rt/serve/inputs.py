@@ -29,8 +29,9 @@ from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
 from spade_rt.palettes import palette_for, preset_colours
 from spade_rt.presets import PRESETS
 from spade_rt.runtime.spec import ModelSpec
-from spade_rt.serve.settings import MAX_FRAME_HEADER, MAX_SEED
+from spade_rt.serve.settings import MAX_FRAME_HEADER
 from spade_rt.serve.trust import brief
+from spade_rt.validation import MAX_SEED
 
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -253,6 +254,9 @@ def frame_ids(header: dict, payload: bytes, spec: ModelSpec) -> tuple[int, int, 
 
 # ---- the model, as the painter and GET /v1/model describe it ---------------------------------------------
 def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_batch: int, settings) -> dict:
+    """GET /v1/model (and the static site's model.json): the model, its classes, the seed range, the settings'
+    sections (``ServeSettings.described``)."""
+    sections = settings.described()
     n = spec.labels.num_label_ids
     preset = PRESETS.get(spec.preset)
     names = preset.class_names(n) if preset is not None else [f"class {i}" for i in range(n)]
@@ -278,15 +282,7 @@ def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_
             {"id": i, "name": names[i], "colour": "#{:02x}{:02x}{:02x}".format(*map(int, colours[i]))} for i in range(n)
         ],
         "examples": spec.preset == "landscape" and n == 10,  # GET /v1/example: procedural scenes
-        "batching": {"max_batch": max_batch, "max_delay_ms": settings.max_delay_ms, "max_queue": settings.max_queue},
-        "limits": {
-            "max_body_bytes": settings.max_body_bytes,
-            "max_map_pixels": settings.max_map_pixels,
-            "max_decodes": settings.max_decodes,
-            "max_connections": settings.max_connections,
-            "max_painters": settings.max_painters,
-            "max_head_bytes": settings.max_head_bytes,
-            "idle_timeout_s": settings.idle_timeout_s,
-            "read_timeout_s": settings.read_timeout_s,
-        },
+        "seed": {"min": 0, "max": MAX_SEED},  # VAE models' style seeds and example scenes (spade_rt.validation)
+        "batching": {"max_batch": max_batch, **sections["batching"]},  # the model's batch, the settings' delay
+        "limits": sections["limits"],  # every ServeSettings field that is a limit (spade_rt/serve/settings.py)
     }
