@@ -67,6 +67,7 @@ def test_endpoints_describe_the_model_and_the_server(api):
         "#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette("landscape")
     ]
     assert info["use_vae"] is False and info["uses_instance"] is False and info["examples"] is True
+    assert info["seed"] == {"min": 0, "max": 2**32 - 1}  # the painter reads the seed range here
     page = httpx.get(f"{api.url}/")
     assert page.status_code == 200 and "/static/painter.js" in page.text
     js = httpx.get(f"{api.url}/static/painter.js")
@@ -156,7 +157,8 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
         ("empty body", dict(body=b""), 400, "empty", "labels"),
         ("wrong content type", dict(body=b'{"labels": 1}', ctype="application/json"), 415, "application/json", None),
         ("bad seed", dict(body=png(ok), params={"seed": "abc"}), 400, "seed 'abc'", "seed"),
-        ("negative seed", dict(body=png(ok), params={"seed": "-1"}), 400, "seed -1: expected an integer", "seed"),
+        ("negative seed", dict(body=png(ok), params={"seed": "-1"}), 400, "seed -1: expected a whole number", "seed"),
+        ("seed, no style input", dict(body=png(ok), params={"seed": "5"}), 400, "it takes no seed", "seed"),
         ("bad format", dict(body=png(ok), params={"format": "gif"}), 400, "format 'gif'", "format"),
         ("unknown parameter", dict(body=png(ok), params={"sead": "1"}), 400, "unknown parameter(s) sead", None),
         ("bad resize flag", dict(body=png(ok), params={"resize": "maybe"}), 400, "resize 'maybe'", "resize"),
@@ -190,6 +192,26 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
     np.testing.assert_array_equal(decode(r.content), demo_synth(ok))
     text = httpx.get(f"{api.url}/metrics").text
     assert metric(text, "spade_rt_http_errors_total", route="/v1/synthesize", status="422") >= 6
+
+
+def test_a_seed_for_a_model_without_a_style_input_is_refused_as_the_cli_refuses_it(api, demo_graph, tmp_path):
+    """A newcomer's case: `POST /v1/synthesize?seed=5` on a model without z was answered 200 (the seed ignored)
+    while `spade-rt synthesize --seed 5` is refused. Now both refuse, in the same words."""
+    ok = landscape_labels(H, W, 3)
+    (tmp_path / "l.png").write_bytes(png(ok))
+    cli = run_cli("synthesize", demo_graph, "--labels", tmp_path / "l.png", "-o", tmp_path / "o.png", "--seed", "5",
+                  check=False)  # fmt: skip
+    assert cli.returncode != 0 and not (tmp_path / "o.png").exists()
+    cli_words = cli.stderr.strip().splitlines()[-1].split(f"{demo_graph.name} ", 1)[1]  # after the model's name
+    model = httpx.get(f"{api.url}/v1/model").json()["model"]
+    form = {"labels": ("l.png", png(ok), "image/png")}
+    for r in (
+        post(api, png(ok), seed="5"),
+        httpx.post(f"{api.url}/v1/synthesize", files=form, data={"seed": "0"}, timeout=60),  # a form, seed 0
+    ):
+        assert r.status_code == 400 and r.json()["field"] == "seed", r.text
+        assert r.json()["error"] == f"{model} " + cli_words.replace("--seed", "seed"), (r.json(), cli_words)
+    assert post(api, png(ok)).status_code == 200  # without a seed: served
 
 
 def test_limits_body_map_size_and_connections(api, demo_synth):

@@ -125,7 +125,7 @@ DESCRIPTION = (
     "Serve a model over HTTP on this machine (127.0.0.1 by default). Open the printed address in "
     "a browser to paint label maps and watch the picture follow, or call the API:\n\n"
     "  curl -s --data-binary @labels.png -H 'Content-Type: image/png' \\\n"
-    "      'http://127.0.0.1:8000/v1/synthesize?seed=3' -o picture.png\n"
+    "      http://127.0.0.1:8000/v1/synthesize -o picture.png     # VAE models: ?seed=3 picks a style\n"
     "  curl -s -F labels=@labels.png -F instance=@inst.png -F format=jpeg \\\n"
     "      http://127.0.0.1:8000/v1/synthesize -o picture.jpg\n"
     "  curl -s http://127.0.0.1:8000/v1/model      # preset, classes (names, colours), size, backend\n"

@@ -38,6 +38,7 @@ from spade_rt.serve.batching import Batcher, ServerBusyError
 from spade_rt.serve.inputs import (
     FORMATS,
     RequestError,
+    check_seed_applies,
     describe_model,
     encode_ids,
     encode_picture,
@@ -359,6 +360,8 @@ class ServeApp:
             names = ", ".join(brief(n, 30)[1:-1] for n in sorted(unknown)[:4])
             raise RequestError(400, f"unknown parameter(s) {names}: expected seed, format, resize")
         seed = parse_seed(params.get("seed"))
+        if params.get("seed") not in (None, ""):  # given: the model must take a style (a VAE model)
+            check_seed_applies(self.spec, self.info["model"], seed)
         fmt = parse_format(params.get("format"))
         resize = parse_flag("resize", params.get("resize"))
         max_px = self.settings.max_map_pixels
