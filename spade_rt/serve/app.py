@@ -299,6 +299,8 @@ class ServeApp:
         return JSONResponse({"status": "ok", "model": self.info["model"], "queue": self.batcher.depth})
 
     async def metrics_text(self, request: Request) -> Response:
+        if self.connection_slots is not None:
+            self.metrics.connections.set(self.connection_slots.held)
         return Response(self.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
 
     async def example(self, request: Request) -> Response:
