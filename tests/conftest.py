@@ -80,3 +80,21 @@ def pytest_collection_modifyitems(config, items):
             reason = reason or gpu_available() or ""
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# ---- the serve tests' shared fixtures (helpers: tests/serve_support.py) ---------------------------------------
+@pytest.fixture(scope="module")
+def demo_graph() -> Path:
+    """The embedded demo model's graph in the session cache, as `spade-rt serve` without MODEL serves it."""
+    from serve_support import demo_graph_path
+
+    return demo_graph_path()
+
+
+@pytest.fixture(scope="module")
+def demo_synth(demo_graph):
+    """The reference for the server's pictures: ``Synthesizer`` on the same graph, in the test process."""
+    from spade_rt.runtime.synthesizer import Synthesizer
+
+    with Synthesizer(demo_graph) as synth:
+        yield synth

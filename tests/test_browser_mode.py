@@ -39,7 +39,7 @@ from spade_rt.procedural import landscape_labels
 from spade_rt.runtime.synthesizer import Synthesizer
 from spade_rt.serve.web_runtime import WASM_FILES, find_runtime
 
-from serve_support import demo_graph_path
+from serve_support import demo_graph_path, metric
 
 MOUNTAIN, SEA, SKY, TREE = 2, 7, 0, 4
 LAST = """() => { const l = window.spadeRt.last;
@@ -58,13 +58,6 @@ def require_runtime() -> None:
         if os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
             pytest.skip(message + " (skipped: SPADE_RT_SKIP_BROWSER=1)")
         pytest.fail(message + "; set SPADE_RT_SKIP_BROWSER=1 to skip it knowingly")
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} missing from /metrics")
 
 
 def last_frame(page) -> dict:

@@ -5,11 +5,8 @@ Every picture the server returns is compared with ``Synthesizer`` output for the
 
 from __future__ import annotations
 
-import json
-import re
 import signal
 import socket
-import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,20 +25,9 @@ from spade_rt.runtime.synthesizer import Synthesizer
 
 from conftest import run_cli
 from reference_spade import blobby_labels
-from serve_support import decode, demo_graph_path, png, tiny_graph
+from serve_support import decode, frame, metric, png, reply, tiny_graph
 
 H = W = 128  # the demo model
-
-
-@pytest.fixture(scope="module")
-def demo_graph() -> Path:
-    return demo_graph_path()
-
-
-@pytest.fixture(scope="module")
-def demo_synth(demo_graph):
-    with Synthesizer(demo_graph) as synth:
-        yield synth
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +56,6 @@ def post(server, body: bytes, content_type: str = "image/png", **params) -> http
     return httpx.post(f"{server.url}/v1/synthesize", content=body, headers=headers, params=params, timeout=120)
 
 
-def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert m, f"{name} missing from /metrics"
-    return float(m.group(1))
-
-
 def test_endpoints_describe_the_model_and_the_server(api):
     assert httpx.get(f"{api.url}/healthz").json()["status"] == "ok"
     info = httpx.get(f"{api.url}/v1/model").json()
@@ -87,6 +67,7 @@ def test_endpoints_describe_the_model_and_the_server(api):
         "#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette("landscape")
     ]
     assert info["use_vae"] is False and info["uses_instance"] is False and info["examples"] is True
+    assert info["seed"] == {"min": 0, "max": 2**32 - 1}  # the painter reads the seed range here
     page = httpx.get(f"{api.url}/")
     assert page.status_code == 200 and "/static/painter.js" in page.text
     js = httpx.get(f"{api.url}/static/painter.js")
@@ -99,7 +80,7 @@ def test_endpoints_describe_the_model_and_the_server(api):
     text = httpx.get(f"{api.url}/metrics").text
     for name in ("http_requests_total", "http_errors_total", "http_request_seconds", "batch_size", "queue_depth"):
         assert f"# TYPE spade_rt_{name} " in text
-    assert metric(text, 'spade_rt_http_requests_total{route="/v1/model",status="200"}') >= 1
+    assert metric(text, "spade_rt_http_requests_total", route="/v1/model", status="200") >= 1
 
 
 def test_synthesize_gives_the_synthesizers_pictures(api, demo_synth):
@@ -176,7 +157,8 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
         ("empty body", dict(body=b""), 400, "empty", "labels"),
         ("wrong content type", dict(body=b'{"labels": 1}', ctype="application/json"), 415, "application/json", None),
         ("bad seed", dict(body=png(ok), params={"seed": "abc"}), 400, "seed 'abc'", "seed"),
-        ("negative seed", dict(body=png(ok), params={"seed": "-1"}), 400, "seed -1: expected an integer", "seed"),
+        ("negative seed", dict(body=png(ok), params={"seed": "-1"}), 400, "seed -1: expected a whole number", "seed"),
+        ("seed, no style input", dict(body=png(ok), params={"seed": "5"}), 400, "it takes no seed", "seed"),
         ("bad format", dict(body=png(ok), params={"format": "gif"}), 400, "format 'gif'", "format"),
         ("unknown parameter", dict(body=png(ok), params={"sead": "1"}), 400, "unknown parameter(s) sead", None),
         ("bad resize flag", dict(body=png(ok), params={"resize": "maybe"}), 400, "resize 'maybe'", "resize"),
@@ -209,7 +191,27 @@ def test_bad_input_gets_4xx_json_naming_the_problem_and_the_server_keeps_serving
     r = post(api, png(ok))
     np.testing.assert_array_equal(decode(r.content), demo_synth(ok))
     text = httpx.get(f"{api.url}/metrics").text
-    assert metric(text, 'spade_rt_http_errors_total{route="/v1/synthesize",status="422"}') >= 6
+    assert metric(text, "spade_rt_http_errors_total", route="/v1/synthesize", status="422") >= 6
+
+
+def test_a_seed_for_a_model_without_a_style_input_is_refused_as_the_cli_refuses_it(api, demo_graph, tmp_path):
+    """A newcomer's case: `POST /v1/synthesize?seed=5` on a model without z was answered 200 (the seed ignored)
+    while `spade-rt synthesize --seed 5` is refused. Now both refuse, in the same words."""
+    ok = landscape_labels(H, W, 3)
+    (tmp_path / "l.png").write_bytes(png(ok))
+    cli = run_cli("synthesize", demo_graph, "--labels", tmp_path / "l.png", "-o", tmp_path / "o.png", "--seed", "5",
+                  check=False)  # fmt: skip
+    assert cli.returncode != 0 and not (tmp_path / "o.png").exists()
+    cli_words = cli.stderr.strip().splitlines()[-1].split(f"{demo_graph.name} ", 1)[1]  # after the model's name
+    model = httpx.get(f"{api.url}/v1/model").json()["model"]
+    form = {"labels": ("l.png", png(ok), "image/png")}
+    for r in (
+        post(api, png(ok), seed="5"),
+        httpx.post(f"{api.url}/v1/synthesize", files=form, data={"seed": "0"}, timeout=60),  # a form, seed 0
+    ):
+        assert r.status_code == 400 and r.json()["field"] == "seed", r.text
+        assert r.json()["error"] == f"{model} " + cli_words.replace("--seed", "seed"), (r.json(), cli_words)
+    assert post(api, png(ok)).status_code == 200  # without a seed: served
 
 
 def test_limits_body_map_size_and_connections(api, demo_synth):
@@ -264,16 +266,6 @@ def test_concurrent_requests_are_batched_and_get_the_single_call_pictures(batchi
     calls = metric(text, "spade_rt_batch_size_count")
     assert metric(text, "spade_rt_pictures_total") == 8 and calls < 8
     assert metric(text, "spade_rt_batch_size_sum") == 8
-
-
-def frame(n: int, ids: np.ndarray, seed: int = 0) -> bytes:
-    header = json.dumps({"frame": n, "seed": seed, "height": ids.shape[0], "width": ids.shape[1], "dtype": "uint8"})
-    return struct.pack("<I", len(header)) + header.encode() + ids.astype(np.uint8).tobytes()
-
-
-def reply(message: bytes) -> tuple[dict, bytes]:
-    (n,) = struct.unpack_from("<I", message)
-    return json.loads(message[4 : 4 + n]), message[4 + n :]
 
 
 def test_painter_socket_latest_wins(api, demo_synth):

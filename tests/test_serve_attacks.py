@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import socket
 import struct
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,25 +25,13 @@ from websockets.sync.client import connect
 
 from spade_rt.bench.serve_load import ServeProcess
 from spade_rt.procedural import landscape_labels
-from spade_rt.runtime.synthesizer import Synthesizer
 from spade_rt.serve.settings import ServeSettings
 from spade_rt.serve.trust import TrustBoundary
 
-from serve_support import decode, demo_graph_path, png
+from serve_support import decode, frame, png, reply, server_metric, wait_until
 
 H = W = 128  # the demo model
 FOREIGN = "http://evil.example"
-
-
-@pytest.fixture(scope="module")
-def demo_graph() -> Path:
-    return demo_graph_path()
-
-
-@pytest.fixture(scope="module")
-def demo_synth(demo_graph):
-    with Synthesizer(demo_graph) as synth:
-        yield synth
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +44,6 @@ def guarded(demo_graph):
     )  # fmt: skip
     with ServeProcess(demo_graph, *args) as server:
         yield server
-
-
-def metric(server, name: str) -> float:
-    text = httpx.get(f"{server.url}/metrics").text
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
-
-
-def frame(n: int, ids: np.ndarray, header: dict | None = None) -> bytes:
-    head = json.dumps(header or {"frame": n, "height": ids.shape[0], "width": ids.shape[1], "dtype": "uint8"})
-    return struct.pack("<I", len(head)) + head.encode() + ids.astype(np.uint8).tobytes()
-
-
-def reply(message: bytes) -> tuple[dict, bytes]:
-    (n,) = struct.unpack_from("<I", message)
-    return json.loads(message[4 : 4 + n]), message[4 + n :]
 
 
 def raw(server, data: bytes = b"") -> socket.socket:
@@ -98,20 +68,11 @@ def closed_by_server(s: socket.socket, within: float) -> bool:
     return False
 
 
-def wait_until(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 # ---- the trust boundary ----------------------------------------------------------------------------------
 def test_cross_origin_pages_cannot_paint_or_post(guarded, demo_synth):
     ws_url = f"ws://{guarded.host}:{guarded.port}/ws"
     own = f"http://{guarded.host}:{guarded.port}"
-    before = metric(guarded, "spade_rt_pictures_total")
+    before = server_metric(guarded, "spade_rt_pictures_total")
     for origin in (FOREIGN, "null", f"http://{guarded.host}:{guarded.port + 1}"):  # another site, sandboxed, port
         with pytest.raises(InvalidStatus) as refused:
             connect(ws_url, origin=origin, open_timeout=10)
@@ -125,7 +86,7 @@ def test_cross_origin_pages_cannot_paint_or_post(guarded, demo_synth):
     assert r.status_code == 403 and r.json()["field"] == "origin" and "POST requests" in r.json()["error"]
     r = httpx.post(f"{guarded.url}/v1/labels", content=png(ok), headers={"Content-Type": "image/png", "Origin": "null"})
     assert r.status_code == 403
-    assert metric(guarded, "spade_rt_pictures_total") == before  # nothing was computed for them
+    assert server_metric(guarded, "spade_rt_pictures_total") == before  # nothing was computed for them
     # the server's own pages, and clients that are no page at all (no Origin), keep working
     with connect(ws_url, origin=own, open_timeout=10, max_size=None) as ws:
         ws.send(frame(1, ok))
@@ -137,7 +98,7 @@ def test_cross_origin_pages_cannot_paint_or_post(guarded, demo_synth):
         assert r.status_code == 200, r.text
         np.testing.assert_array_equal(decode(r.content), demo_synth(ok))
     assert httpx.get(f"{guarded.url}/v1/model", headers={"Origin": FOREIGN}).status_code == 200  # reads: CORS guards
-    assert metric(guarded, 'spade_rt_refused_total{reason="origin"}') >= 5
+    assert server_metric(guarded, "spade_rt_refused_total", reason="origin") >= 5
 
 
 def test_a_foreign_host_is_refused_dns_rebinding(guarded):
@@ -190,7 +151,7 @@ def test_painters_beyond_the_limit_are_refused(guarded, demo_synth):
         assert "--max-painters 2" in json.loads(refused.value.response.body)["error"]
         second.send(frame(1, landscape_labels(H, W, 2)))  # the open ones keep painting
         assert "error" not in reply(second.recv(timeout=60))[0]
-    assert wait_until(lambda: metric(guarded, "spade_rt_ws_connections") == 0, 10)
+    assert wait_until(lambda: server_metric(guarded, "spade_rt_ws_connections") == 0, 10)
     with connect(url, max_size=None) as again:  # slots come back
         again.send(frame(2, landscape_labels(H, W, 3)))
         _, picture = reply(again.recv(timeout=60))
@@ -251,7 +212,7 @@ def test_silent_and_trickling_sockets_are_closed(guarded):
         for s in [*silent, trickle]:
             s.close()
     assert httpx.get(f"{guarded.url}/healthz").status_code == 200
-    assert metric(guarded, 'spade_rt_refused_total{reason="head_timeout"}') >= 9
+    assert server_metric(guarded, "spade_rt_refused_total", reason="head_timeout") >= 9
     # keep-alive: a connection idle after its response is closed too
     with raw(guarded, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as s:
         assert closed_by_server(s, 5)
@@ -312,11 +273,11 @@ def test_decodes_are_bounded(guarded, demo_synth):
     with ThreadPoolExecutor(len(maps)) as pool:
         responses = list(pool.map(post, maps))
     assert [r.status_code for r in responses] == [200] * len(maps)
-    assert metric(guarded, "spade_rt_decodes_peak") == 1  # --max-decodes 1
+    assert server_metric(guarded, "spade_rt_decodes_peak") == 1  # --max-decodes 1
 
 
 def test_abandoned_requests_are_not_computed(guarded):
-    before = metric(guarded, "spade_rt_pictures_total")
+    before = server_metric(guarded, "spade_rt_pictures_total")
     body = png(landscape_labels(H, W, 9))
     head = (
         f"POST /v1/synthesize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -326,26 +287,30 @@ def test_abandoned_requests_are_not_computed(guarded):
         with raw(guarded, head + body):
             pass
     assert wait_until(
-        lambda: metric(guarded, "spade_rt_http_in_flight") <= 1 and metric(guarded, "spade_rt_queue_depth") == 0, 60
+        lambda: (
+            server_metric(guarded, "spade_rt_http_in_flight") <= 1
+            and server_metric(guarded, "spade_rt_queue_depth") == 0
+        ),
+        60,
     )
-    computed = metric(guarded, "spade_rt_pictures_total") - before
+    computed = server_metric(guarded, "spade_rt_pictures_total") - before
     assert computed <= 4, f"{computed:.0f} of 40 abandoned requests were computed"
-    abandoned = metric(guarded, 'spade_rt_abandoned_total{stage="before_compute"}') + metric(
-        guarded, 'spade_rt_abandoned_total{stage="body"}'
+    abandoned = server_metric(guarded, "spade_rt_abandoned_total", stage="before_compute") + server_metric(
+        guarded, "spade_rt_abandoned_total", stage="body"
     )
     assert abandoned >= 36
 
 
 def test_a_client_that_vanishes_mid_body_is_one_log_line(guarded):
-    errors_before = metric(guarded, 'spade_rt_http_errors_total{route="/v1/synthesize",status="500"}')
+    errors_before = server_metric(guarded, "spade_rt_http_errors_total", route="/v1/synthesize", status="500")
     head = (  # 50000 bytes promised, far fewer sent
         b"POST /v1/synthesize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 50000\r\n\r\n"
     )
     for _ in range(3):
         with raw(guarded, head + b"\x89PNG" + bytes(1000)):
             time.sleep(0.05)
-    assert wait_until(lambda: metric(guarded, 'spade_rt_abandoned_total{stage="body"}') >= 3, 10)
-    assert metric(guarded, 'spade_rt_http_errors_total{route="/v1/synthesize",status="500"}') == errors_before
+    assert wait_until(lambda: server_metric(guarded, "spade_rt_abandoned_total", stage="body") >= 3, 10)
+    assert server_metric(guarded, "spade_rt_http_errors_total", route="/v1/synthesize", status="500") == errors_before
     assert "Traceback" not in guarded.log and "closed the connection mid-body" in guarded.log
     # a body that pauses longer than --read-timeout gets 408
     with raw(guarded, head + b"\x89PNG") as s:

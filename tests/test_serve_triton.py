@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import model_config_pb2
 
 from spade_rt.cli import main
@@ -438,12 +439,13 @@ def test_bad_requests_get_errors_and_the_model_stays(served):
 
 def test_metrics(served):
     text = httpx.get(f"http://127.0.0.1:{served.server.metrics_port}/metrics", timeout=10).text
-    counts = {
-        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("nv_inference_request_success{")
-    }
-    assert any('model="demo"' in labels and n >= 1 for labels, n in counts.items()), text[:2000]
+    successes = [  # Triton's Prometheus text, read with prometheus_client's parser
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name == "nv_inference_request_success" and sample.labels.get("model") == "demo"
+    ]
+    assert successes and max(s.value for s in successes) >= 1, text[:2000]
 
 
 def _png_request(data: bytes, **extra: np.ndarray) -> dict:

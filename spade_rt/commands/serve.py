@@ -9,7 +9,7 @@ import logging
 from spade_rt.commands.common import parse_bytes
 from spade_rt.errors import BackendUnavailableError
 from spade_rt.runtime.registry import backend_names
-from spade_rt.serve.settings import ServeSettings
+from spade_rt.serve.settings import ServeSettings, field_type, options, shown
 
 log = logging.getLogger("spade_rt")
 
@@ -26,26 +26,7 @@ def run(args: argparse.Namespace) -> int:
         raise BackendUnavailableError(f"`spade-rt serve` needs {', '.join(missing)}: {SERVE_INSTALL}")
     from spade_rt.serve.server import bind
 
-    settings = ServeSettings(
-        host=args.host,
-        port=args.port,
-        max_batch=args.max_batch,
-        max_delay_ms=args.max_delay_ms,
-        max_queue=args.max_queue,
-        allow_origins=tuple(args.allow_origin),
-        allow_hosts=tuple(args.allow_host),
-        max_body_bytes=args.max_body,
-        max_map_pixels=args.max_map_pixels,
-        max_decodes=args.max_decodes,
-        max_connections=args.max_connections,
-        max_painters=args.max_painters,
-        max_head_bytes=args.max_head,
-        idle_timeout_s=args.idle_timeout,
-        read_timeout_s=args.read_timeout,
-        graceful_timeout_s=args.graceful_timeout,
-        access_log=args.access_log,
-        warm_up=not args.no_warm_up,
-    ).validate()
+    settings = settings_from_args(args).validate()
     sock = bind(settings.host, settings.port)  # first: a taken port fails before a model is loaded
     try:
         return _serve_on(sock, args, settings)
@@ -144,30 +125,41 @@ def server_backend_options(source, kind: str, backend: str) -> dict:
     return {"memory_arena": False, "spinning": False}
 
 
+DESCRIPTION = (
+    "Serve a model over HTTP on this machine (127.0.0.1 by default). Open the printed address in "
+    "a browser to paint label maps and watch the picture follow, or call the API:\n\n"
+    "  curl -s --data-binary @labels.png -H 'Content-Type: image/png' \\\n"
+    "      http://127.0.0.1:8000/v1/synthesize -o picture.png     # VAE models: ?seed=3 picks a style\n"
+    "  curl -s -F labels=@labels.png -F instance=@inst.png -F format=jpeg \\\n"
+    "      http://127.0.0.1:8000/v1/synthesize -o picture.jpg\n"
+    "  curl -s http://127.0.0.1:8000/v1/model      # preset, classes (names, colours), size, backend\n"
+    "  curl -s http://127.0.0.1:8000/metrics       # Prometheus: requests, errors, latency, batch sizes\n\n"
+    "Concurrent requests are batched (up to --max-batch per backend call, waiting at most --max-delay-ms "
+    "for companions). Bad input gets a 4xx JSON error naming what was wrong. SIGINT/SIGTERM finish the "
+    "requests in flight, then stop. Without MODEL the embedded demo model is served (exported to an ONNX "
+    "graph in the cache on first use, as `spade-rt demo` does)."
+)
+# The titled groups of --help (spade_rt.serve.settings.GROUPS; "server" flags are listed with the others).
+GROUP_TITLES = {
+    "trust": (
+        "who may use it (docs/serving.md, threat model)",
+        "Browsers may POST and open painters only from pages this server served; requests without an Origin "
+        "(curl, SDKs) are not browser pages and pass. Every request's Host must name the bound address or a "
+        "loopback name (DNS rebinding).",
+    ),
+    "limits": ("limits (each refusal is a JSON error; docs/serving.md lists them all)", None),
+}
+
+
 def register(sub) -> None:
     p = sub.add_parser(
-        "serve",
-        help="live painter in the browser + HTTP API (batched), for any model",
-        description="Serve a model over HTTP on this machine (127.0.0.1 by default). Open the printed address in "
-        "a browser to paint label maps and watch the picture follow, or call the API:\n\n"
-        "  curl -s --data-binary @labels.png -H 'Content-Type: image/png' \\\n"
-        "      'http://127.0.0.1:8000/v1/synthesize?seed=3' -o picture.png\n"
-        "  curl -s -F labels=@labels.png -F instance=@inst.png -F format=jpeg \\\n"
-        "      http://127.0.0.1:8000/v1/synthesize -o picture.jpg\n"
-        "  curl -s http://127.0.0.1:8000/v1/model      # preset, classes (names, colours), size, backend\n"
-        "  curl -s http://127.0.0.1:8000/metrics       # Prometheus: requests, errors, latency, batch sizes\n\n"
-        "Concurrent requests are batched (up to --max-batch per backend call, waiting at most --max-delay-ms "
-        "for companions). Bad input gets a 4xx JSON error naming what was wrong. SIGINT/SIGTERM finish the "
-        "requests in flight, then stop. Without MODEL the embedded demo model is served (exported to an ONNX "
-        "graph in the cache on first use, as `spade-rt demo` does).",
+        "serve", help="live painter in the browser + HTTP API (batched), for any model", description=DESCRIPTION
     )
     p.add_argument(
         "model",
         nargs="?",
         help="spade-rt model, ONNX graph or engine (kind read from the content); default: the embedded demo model",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port, printed)")
     p.add_argument(
         "--tier",
         default="auto",
@@ -181,117 +173,8 @@ def register(sub) -> None:
         choices=("auto", *backend_names()),
         help="default: by file kind (spade-rt model: torch, ONNX graph: onnxruntime, engine: tensorrt)",
     )
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        metavar="N",
-        help="pictures per backend call (default on GPUs: the graph's or engine's maximum batch, else 8; on CPUs 1, "
-        "measured faster: docs/serving.md; 1: no batching)",
-    )
-    p.add_argument(
-        "--max-delay-ms",
-        type=float,
-        default=2.0,
-        metavar="MS",
-        help="how long a request waits for others to share its batch when the backend is idle (default 2)",
-    )
-    p.add_argument(
-        "--max-queue", type=int, default=64, metavar="N", help="pictures waiting at most; more get 503 (default 64)"
-    )
-    d = ServeSettings()
-    trust = p.add_argument_group(
-        "who may use it (docs/serving.md, threat model)",
-        "Browsers may POST and open painters only from pages this server served; requests without an Origin "
-        "(curl, SDKs) are not browser pages and pass. Every request's Host must name the bound address or a "
-        "loopback name (DNS rebinding).",
-    )
-    trust.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="another origin whose pages may use the API and the painter, as the browser sends it, e.g. "
-        "http://tools.example:3000 (repeatable; * for any: then any web page you visit can use it)",
-    )
-    trust.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another name clients reach this server by (a reverse proxy's, a LAN name; repeatable; * for any)",
-    )
-    limits = p.add_argument_group("limits (each refusal is a JSON error; docs/serving.md lists them all)")
-    limits.add_argument(
-        "--max-body",
-        type=parse_bytes,
-        default=d.max_body_bytes,
-        metavar="SIZE",
-        help=f"largest request body (default {d.max_body_bytes >> 20}M)",
-    )
-    limits.add_argument(
-        "--max-map-pixels",
-        type=int,
-        default=d.max_map_pixels,
-        metavar="PX",
-        help="largest map sent with resize=true, read from its PNG header before decoding (default 2048*1024); "
-        "without resize a map must have the model's size",
-    )
-    limits.add_argument(
-        "--max-decodes",
-        type=int,
-        default=d.max_decodes,
-        metavar="N",
-        help=f"PNG decodes at once; others wait (default {d.max_decodes})",
-    )
-    limits.add_argument(
-        "--max-connections",
-        type=int,
-        default=d.max_connections,
-        metavar="N",
-        help=f"open connections of every kind (HTTP, idle, painters); more get 503 (default {d.max_connections})",
-    )
-    limits.add_argument(
-        "--max-painters",
-        type=int,
-        default=d.max_painters,
-        metavar="N",
-        help=f"painter WebSockets open at once; more are refused with 503 (default {d.max_painters})",
-    )
-    limits.add_argument(
-        "--max-head",
-        type=parse_bytes,
-        default=d.max_head_bytes,
-        metavar="SIZE",
-        help=f"largest request line + headers (default {d.max_head_bytes >> 10}K)",
-    )
-    limits.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=d.idle_timeout_s,
-        metavar="S",
-        help="seconds a connection may take to send a complete request head, after opening or after its last "
-        f"response; then it is closed (default {d.idle_timeout_s:g})",
-    )
-    limits.add_argument(
-        "--read-timeout",
-        type=float,
-        default=d.read_timeout_s,
-        metavar="S",
-        help=f"seconds a request body may pause; then 408 (default {d.read_timeout_s:g})",
-    )
-    p.add_argument(
-        "--graceful-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="on SIGINT/SIGTERM, seconds the requests in flight get to finish (default 30)",
-    )
-    p.add_argument(
-        "--no-warm-up",
-        action="store_true",
-        help="start serving at once instead of running one picture and two largest batches first",
-    )
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    groups = {"server": p, **{name: p.add_argument_group(*titles) for name, titles in GROUP_TITLES.items()}}
+    add_settings_arguments(groups)
     web = p.add_argument_group(
         "the painter's browser mode (docs/serving.md, Browser mode)",
         "The painter can compute in the browser itself with onnxruntime-web (WebGPU or WASM): the server then "
@@ -314,3 +197,36 @@ def register(sub) -> None:
         help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
     )
     p.set_defaults(func=run)
+
+
+def add_settings_arguments(groups: dict) -> None:
+    """One flag per ``ServeSettings`` field that has one, all from the table (spade_rt/serve/settings.py): the
+    flag, its type, its help with the field's default. ``dest`` is the field name and the default is left out
+    of the namespace (``SUPPRESS``), so the dataclass default is the only one (``settings_from_args``)."""
+    for f, opt in options():
+        if opt.flag is None:
+            continue
+        kind = field_type(f)
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": _help(f, opt, kind)}
+        if kind is bool:  # a switch says the opposite of the default: --no-warm-up, --access-log
+            kw["action"] = "store_false" if f.default else "store_true"
+        else:
+            kw["metavar"] = opt.metavar
+            if kind is tuple:
+                kw["action"] = "append"  # repeatable
+            else:
+                kw["type"] = parse_bytes if opt.unit == "bytes" else kind
+        groups[opt.group].add_argument(opt.flag, **kw)
+
+
+def _help(f, opt, kind: type) -> str:
+    if kind in (bool, tuple) or f.default is None:
+        return opt.help
+    default = shown(f.default, opt.unit)
+    return opt.help.format(default=default) if "{default}" in opt.help else f"{opt.help} (default {default})"
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The flags given (``add_settings_arguments``) over the table's defaults; repeated flags -> tuples."""
+    given = {f.name: getattr(args, f.name) for f, _ in options() if hasattr(args, f.name)}
+    return ServeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})

@@ -38,6 +38,7 @@ from spade_rt.serve.batching import Batcher, ServerBusyError
 from spade_rt.serve.inputs import (
     FORMATS,
     RequestError,
+    check_seed_applies,
     describe_model,
     encode_ids,
     encode_picture,
@@ -91,6 +92,7 @@ class ClientGoneError(Exception):
     """The client closed its connection before its picture was computed: the work is dropped."""
 
 
+RETRY_AFTER_S = "1"  # seconds, on every 503: the painter page retries with backoff from there
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request": logged and counted, never sent
 
 
@@ -231,7 +233,7 @@ class ServeApp:
         )
         self.guard: Guard | None = None
         self.ready_message = ""  # logged once the backend is warm (spade_rt.serve.server sets it)
-        self.server_state = None  # uvicorn's ServerState (spade_rt.serve.server sets it): every open connection
+        self.connection_slots = None  # --max-connections (spade_rt.serve.server sets it: ConnectionSlots)
         self.painters = 0
         lab = self.spec.labels
         self.frame_limit = painter_frame_limit(lab.height, lab.width, 1 if lab.num_label_ids <= 256 else 2)
@@ -298,6 +300,8 @@ class ServeApp:
         return JSONResponse({"status": "ok", "model": self.info["model"], "queue": self.batcher.depth})
 
     async def metrics_text(self, request: Request) -> Response:
+        if self.connection_slots is not None:
+            self.metrics.connections.set(self.connection_slots.held)
         return Response(self.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
 
     async def example(self, request: Request) -> Response:
@@ -359,6 +363,8 @@ class ServeApp:
             names = ", ".join(brief(n, 30)[1:-1] for n in sorted(unknown)[:4])
             raise RequestError(400, f"unknown parameter(s) {names}: expected seed, format, resize")
         seed = parse_seed(params.get("seed"))
+        if params.get("seed") not in (None, ""):  # given: the model must take a style (a VAE model)
+            check_seed_applies(self.spec, self.info["model"], seed)
         fmt = parse_format(params.get("format"))
         resize = parse_flag("resize", params.get("resize"))
         max_px = self.settings.max_map_pixels
@@ -393,18 +399,16 @@ class ServeApp:
         return Response(encode_ids(ids, self.info["num_ids"]), media_type="application/octet-stream", headers=headers)
 
     # ---- the painter's WebSocket -------------------------------------------------------------------------
-    def _painter_refusal(self) -> str | None:
-        if self.painters >= self.settings.max_painters:
-            return (
-                f"{self.painters} painters are open already (--max-painters {self.settings.max_painters}): retry later"
-            )
-        open_connections = len(self.server_state.connections) if self.server_state is not None else 0
-        if open_connections > self.settings.max_connections:  # this connection is one of them
-            return (
-                f"{open_connections - 1} connections are open already (--max-connections "
-                f"{self.settings.max_connections}): retry later"
-            )
-        return None
+    async def refuse_connection(self, scope, receive, send) -> None:
+        """ASGI: the answer to every request on a connection that opened while all ``--max-connections`` slots
+        were held (``spade_rt.serve.server.ConnectionSlots``), a painter's handshake included: 503 with
+        ``Retry-After``, then the connection is closed."""
+        limit = self.settings.max_connections
+        what = "a painter" if scope.get("path") == "/ws" else "a request"
+        self.metrics.refused.labels("connections").inc()
+        log.info("refused %s: %d connections were open (--max-connections %d)", what, limit, limit)
+        exc = RequestError(503, f"{limit} connections are open already (--max-connections {limit}): retry later")
+        await error_response(exc, headers={"Retry-After": RETRY_AFTER_S, "Connection": "close"})(scope, receive, send)
 
     async def painter_slot(self, request: Request) -> Response:
         """GET /ws over plain HTTP. Browsers hide a refused WebSocket handshake's status and Retry-After, so the
@@ -417,15 +421,22 @@ class ServeApp:
         return JSONResponse(body, status_code=426, headers={"Upgrade": "websocket"})
 
     async def painter(self, ws: WebSocket) -> None:
-        refusal = self._painter_refusal()
-        if refusal is not None:
+        limit = self.settings.max_painters
+        if self.painters >= limit:
+            refusal = f"{self.painters} painters are open already (--max-painters {limit}): retry later"
             self.metrics.refused.labels("painters").inc()
             log.info("refused a painter: %s", refusal)
             body = {"error": refusal, "status": 503}
-            await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
+            await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S}))
             return
+        self.painters += 1  # before the handshake's await: a burst of handshakes sees every slot taken so far
+        try:
+            await self._paint(ws)
+        finally:
+            self.painters -= 1
+
+    async def _paint(self, ws: WebSocket) -> None:
         await ws.accept()
-        self.painters += 1
         self.metrics.ws_connections.inc()
         slot = Latest(self.metrics)
 
@@ -451,7 +462,6 @@ class ServeApp:
             pass  # the painter went away mid-send
         finally:
             reader.cancel()
-            self.painters -= 1
             self.metrics.ws_connections.dec()
 
     async def _frame(self, data: bytes, replaced: int) -> bytes:
@@ -510,7 +520,7 @@ def create_app(
         return error_response(exc)
 
     async def busy(request: Request, exc: ServerBusyError) -> Response:
-        return error_response(RequestError(503, str(exc)), headers={"Retry-After": "1"})
+        return error_response(RequestError(503, str(exc)), headers={"Retry-After": RETRY_AFTER_S})
 
     async def too_large(request: Request, exc: BodyTooLargeError) -> Response:
         return error_response(RequestError(413, str(exc), "body"))

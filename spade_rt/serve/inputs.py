@@ -14,6 +14,7 @@ UTF-8 JSON header + payload. Client -> server: ``{"frame": int, "seed": int, "he
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -24,17 +25,21 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spade_rt.errors import InputError, LabelError
+from spade_rt.errors import ConfigError, InputError, LabelError
 from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
 from spade_rt.palettes import palette_for, preset_colours
 from spade_rt.presets import PRESETS
 from spade_rt.runtime.spec import ModelSpec
-from spade_rt.serve.settings import MAX_FRAME_HEADER, MAX_SEED
+from spade_rt.serve.settings import MAX_FRAME_HEADER
 from spade_rt.serve.trust import brief
+from spade_rt.validation import MAX_SEED, Voice, check_call_options, check_seed
 
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 FRAME_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2")}
+# The validation rules' voice for HTTP parameters: named as sent (``seed 7``, ``it takes no seed``).
+HTTP = Voice(True, {"seed": "seed", "z": "z", "style": "style"})
+SEED_DIGITS = len(str(MAX_SEED)) + 1  # longer text is no seed: refused as text, never parsed as a number
 
 
 class RequestError(Exception):
@@ -72,15 +77,27 @@ class Prepared:
 
 # ---- parameters ------------------------------------------------------------------------------------------
 def parse_seed(text: str | None) -> int:
+    """A seed parameter -> 0..MAX_SEED by the project's one seed rule (``spade_rt.validation.check_seed``, as
+    `synthesize --seed` and ``Synthesizer(seed=)``); absent or empty: 0."""
     if text is None or text == "":
         return 0
+    value: int | str = brief(str(text))  # not a number: quoted and bounded in the refusal
+    if len(text) <= SEED_DIGITS:
+        with contextlib.suppress(TypeError, ValueError):
+            value = int(text)
     try:
-        seed = int(text)
-    except (TypeError, ValueError):
-        raise RequestError(400, f"seed {brief(str(text))}: expected an integer 0..{MAX_SEED}", "seed") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise RequestError(400, f"seed {seed}: expected an integer 0..{MAX_SEED}", "seed")
-    return seed
+        return check_seed(value, HTTP)
+    except ConfigError as exc:
+        raise RequestError(400, str(exc), "seed") from None
+
+
+def check_seed_applies(spec: ModelSpec, model: str, seed: int) -> None:
+    """A seed given for a model without a style input (not a VAE model) is refused, in the words of
+    `synthesize --seed` and ``Synthesizer(seed=)`` (``spade_rt.validation.check_call_options``)."""
+    try:
+        check_call_options(spec, z=None, seed=seed, output="uint8", resize=True, voice=HTTP, name=model)
+    except (ConfigError, InputError) as exc:
+        raise RequestError(400, str(exc), "seed") from None
 
 
 def parse_format(text: str | None) -> str:
@@ -253,6 +270,9 @@ def frame_ids(header: dict, payload: bytes, spec: ModelSpec) -> tuple[int, int, 
 
 # ---- the model, as the painter and GET /v1/model describe it ---------------------------------------------
 def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_batch: int, settings) -> dict:
+    """GET /v1/model (and the static site's model.json): the model, its classes, the seed range, the settings'
+    sections (``ServeSettings.described``)."""
+    sections = settings.described()
     n = spec.labels.num_label_ids
     preset = PRESETS.get(spec.preset)
     names = preset.class_names(n) if preset is not None else [f"class {i}" for i in range(n)]
@@ -278,15 +298,7 @@ def describe_model(spec: ModelSpec, *, model: str, kind: str, backend: str, max_
             {"id": i, "name": names[i], "colour": "#{:02x}{:02x}{:02x}".format(*map(int, colours[i]))} for i in range(n)
         ],
         "examples": spec.preset == "landscape" and n == 10,  # GET /v1/example: procedural scenes
-        "batching": {"max_batch": max_batch, "max_delay_ms": settings.max_delay_ms, "max_queue": settings.max_queue},
-        "limits": {
-            "max_body_bytes": settings.max_body_bytes,
-            "max_map_pixels": settings.max_map_pixels,
-            "max_decodes": settings.max_decodes,
-            "max_connections": settings.max_connections,
-            "max_painters": settings.max_painters,
-            "max_head_bytes": settings.max_head_bytes,
-            "idle_timeout_s": settings.idle_timeout_s,
-            "read_timeout_s": settings.read_timeout_s,
-        },
+        "seed": {"min": 0, "max": MAX_SEED},  # VAE models' style seeds and example scenes (spade_rt.validation)
+        "batching": {"max_batch": max_batch, **sections["batching"]},  # the model's batch, the settings' delay
+        "limits": sections["limits"],  # every ServeSettings field that is a limit (spade_rt/serve/settings.py)
     }

@@ -49,6 +49,11 @@ class ServerMetrics:
         self.pictures = Counter("spade_rt_pictures", "pictures synthesized", registry=r)
         self.queue_depth = Gauge("spade_rt_queue_depth", "pictures waiting for the backend", registry=r)
         self.in_flight = Gauge("spade_rt_http_in_flight", "HTTP requests being handled", registry=r)
+        self.connections = Gauge(
+            "spade_rt_connections",
+            "open connections holding a slot of --max-connections (this scrape's included)",
+            registry=r,
+        )
         self.ws_connections = Gauge("spade_rt_ws_connections", "painter WebSocket connections open", registry=r)
         self.ws_frames = Counter(
             "spade_rt_ws_frames",

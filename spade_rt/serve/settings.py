@@ -1,80 +1,250 @@
-"""The knobs of `spade-rt serve`: where it listens, who may use it, how it batches, what it refuses. One dataclass.
+"""The knobs of `spade-rt serve`: where it listens, who may use it, how it batches, what it refuses. One table.
 
-Every limit here has its default in one place (the field) and its flag in `spade_rt/commands/serve.py`;
-docs/serving.md lists them all ("Limits").
+``ServeSettings`` is that table: each field's default is the only default, and its ``Option`` (the field's
+metadata) is everything else about it: the flag `spade-rt serve` adds for it (``spade_rt/commands/serve.py``
+derives every one: name, type, help with the default), the check ``validate`` makes (the accepted range, in
+one wording), the ``GET /v1/model`` section that shows it (``described``), and its row in docs/serving.md's
+"Limits" table (``docs_rows``; tests/test_serve_settings.py checks the docs against it). A new server limit is
+one field here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
+from typing import Any
 
 from spade_rt.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
-MAX_SEED = 2**32 - 1
 # A painter frame: u32 header length + a JSON header of at most this many bytes + the ids (inputs.unpack).
 MAX_FRAME_HEADER = 4096
 # Loopback names a browser may send as Host for a server bound to loopback (RFC 6761: *.localhost is loopback).
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# Where `spade-rt serve --help` lists a flag: the main list, or a titled group (the command names the titles).
+GROUPS = ("server", "trust", "limits")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a ``ServeSettings`` field is set, checked, shown and documented.
+
+    ``unit`` says how a value is read and shown: "" (a count or a name), "bytes" (read with K/M/G, shown
+    as 4M or 16K), "s", "ms", "px". The check accepts ``low``..``high`` (None: unbounded; ``low_open``: more
+    than ``low``), ``note`` follows the accepted range in the refusal. ``help`` may place the default with
+    ``{default}``; otherwise "(default X)" is appended where the field has one."""
+
+    flag: str | None  # None: no flag (set in code, still checked)
+    help: str = ""
+    unit: str = ""
+    metavar: str | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    note: str = ""
+    group: str = "server"  # GROUPS
+    api: str | None = None  # the GET /v1/model section that shows the value: "batching" or "limits"
+    limit: str | None = None  # docs/serving.md "Limits": what is limited (None: not a row there)
+    past: str | None = None  # ... and what happens past it
+
+
+def option(default: Any, flag: str | None, **kw: Any) -> Any:
+    """A ``ServeSettings`` field: its default and its ``Option``."""
+    return field(default=default, metadata={"option": Option(flag, **kw)})
+
+
+def shown(value: Any, unit: str = "") -> str:
+    """A value as help, refusals and the docs show it: 4M, 16K, 5 s, 2 ms, 64."""
+    if unit == "bytes" and value and value % 1024 == 0:
+        return f"{value >> 20}M" if value % (1 << 20) == 0 else f"{value >> 10}K"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}" if unit in ("s", "ms", "px") else text
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    host: str = LOOPBACK
-    port: int = 8000  # 0: any free port (the log line says which)
-    # -- batching
-    max_batch: int | None = None  # pictures per backend call; None: the model's own maximum (else 8)
-    max_delay_ms: float = 2.0  # how long a lone request waits for companions before running alone
-    max_queue: int = 64  # pictures waiting for the backend; more are refused with 503
-    # -- the trust boundary (spade_rt/serve/trust.py)
-    allow_origins: tuple[str, ...] = ()  # origins besides the server's own that may POST and open painters
-    allow_hosts: tuple[str, ...] = ()  # Host names besides the bound address and loopback names ("*": any)
-    # -- what one request may cost
-    max_body_bytes: int = 4 << 20  # HTTP request bodies (label PNGs: a 2048x1024 map of noise is ~2 MB)
-    max_map_pixels: int = 2048 * 1024  # maps sent with resize=true, from the PNG header before decoding
-    max_decodes: int = 2  # PNG decodes at once (each may hold up to ~40 bytes per pixel of max_map_pixels)
-    # -- connections
-    max_connections: int = 64  # open connections of every kind (HTTP, idle, painters); more get 503
-    max_painters: int = 16  # painter WebSockets open at once; more are refused with 503
-    max_head_bytes: int = 16 << 10  # a request line + headers; longer heads are refused (400) and closed
-    idle_timeout_s: float = (
-        5.0  # a connection must send a complete request head this soon after opening/its last response
+    # -- where it listens
+    host: str = option(LOOPBACK, "--host", help="address to listen on (default {default}: this machine only)")
+    port: int = option(
+        8000,
+        "--port",
+        low=0,
+        high=65535,
+        note="0: any free port",
+        help="port (default {default}; 0: any free port, printed)",
     )
-    read_timeout_s: float = 10.0  # a request body may pause this long between chunks (else 408)
-    graceful_timeout_s: float = 30.0  # on SIGINT/SIGTERM: how long requests in flight may take to finish
-    jpeg_quality: int = 90
-    warm_up: bool = True  # one picture and two of the largest batch before the first request
-    access_log: bool = False
+    # -- batching
+    max_batch: int | None = option(  # None: the model's own maximum on GPUs (else 8), 1 on CPUs
+        None,
+        "--max-batch",
+        metavar="N",
+        low=1,
+        help="pictures per backend call (default on GPUs: the graph's or engine's maximum batch, else 8; on CPUs 1, "
+        "measured faster: docs/serving.md; 1: no batching)",
+    )
+    max_delay_ms: float = option(
+        2.0,
+        "--max-delay-ms",
+        unit="ms",
+        metavar="MS",
+        low=0,
+        high=10_000,
+        api="batching",
+        help="how long a request waits for others to share its batch when the backend is idle",
+    )
+    max_queue: int = option(
+        64,
+        "--max-queue",
+        metavar="N",
+        low=1,
+        api="batching",
+        help="pictures waiting at most; more get 503",
+        limit="pictures waiting for the backend",
+        past="`503` with `Retry-After`",
+    )
+    # -- the trust boundary (spade_rt/serve/trust.py); checked in validate (their forms, not ranges)
+    allow_origins: tuple[str, ...] = option(
+        (),
+        "--allow-origin",
+        group="trust",
+        metavar="ORIGIN",
+        help="another origin whose pages may use the API and the painter, as the browser sends it, e.g. "
+        "http://tools.example:3000 (repeatable; * for any: then any web page you visit can use it)",
+    )
+    allow_hosts: tuple[str, ...] = option(
+        (),
+        "--allow-host",
+        group="trust",
+        metavar="NAME",
+        help="another name clients reach this server by (a reverse proxy's, a LAN name; repeatable; * for any)",
+    )
+    # -- what one request may cost
+    max_body_bytes: int = option(
+        4 << 20,  # label PNGs: a 2048x1024 map of noise is ~2 MB
+        "--max-body",
+        unit="bytes",
+        metavar="SIZE",
+        low=1024,
+        group="limits",
+        api="limits",
+        help="largest request body",
+        limit="request body",
+        past="`413`, from `Content-Length` or counted as it arrives",
+    )
+    max_map_pixels: int = option(
+        2048 * 1024,
+        "--max-map-pixels",
+        unit="px",
+        metavar="PX",
+        low=1,
+        group="limits",
+        api="limits",
+        help="largest map sent with resize=true, read from its PNG header before decoding (default {default}); "
+        "without resize a map must have the model's size",
+        limit="a map's size, read from its PNG header before anything is decoded (without `resize=true` a map "
+        "must have the model's own size)",
+        past="`413` (without `resize=true`: `422`)",
+    )
+    max_decodes: int = option(  # each decode may hold up to ~40 bytes per pixel of max_map_pixels
+        2,
+        "--max-decodes",
+        metavar="N",
+        low=1,
+        high=64,
+        group="limits",
+        api="limits",
+        help="PNG decodes at once; others wait",
+        limit="PNG decodes at once",
+        past="the others wait",
+    )
+    # -- connections
+    max_connections: int = option(
+        64,
+        "--max-connections",
+        metavar="N",
+        low=1,
+        group="limits",
+        api="limits",
+        help="open connections of every kind (HTTP, idle, painters); more get 503",
+        limit="open connections of every kind (HTTP, idle, painters), counted when each opens",
+        past="`503` JSON with `Retry-After`, then the connection is closed (a painter's socket never opens)",
+    )
+    max_painters: int = option(
+        16,
+        "--max-painters",
+        metavar="N",
+        low=0,
+        note="0: no painters",
+        group="limits",
+        api="limits",
+        help="painter WebSockets open at once; more are refused with 503",
+        limit="painter WebSockets open at once",
+        past="`503` JSON with `Retry-After`, the socket never opens",
+    )
+    max_head_bytes: int = option(
+        16 << 10,
+        "--max-head",
+        unit="bytes",
+        metavar="SIZE",
+        low=1024,
+        high=1 << 20,
+        note="a browser's request head is about 1K",
+        group="limits",
+        api="limits",
+        help="largest request line + headers",
+        limit="request line + headers",
+        past="`400`, connection closed; at most this much is buffered",
+    )
+    idle_timeout_s: float = option(
+        5.0,
+        "--idle-timeout",
+        unit="s",
+        metavar="S",
+        low=0,
+        low_open=True,
+        high=3600,
+        group="limits",
+        api="limits",
+        help="seconds a connection may take to send a complete request head, after opening or after its last "
+        "response; then it is closed",
+        limit="time to send a complete request head, after opening or after the last response (silent, trickling "
+        "and idle keep-alive sockets)",
+        past='connection closed (`spade_rt_refused_total{reason="head_timeout"}`)',
+    )
+    read_timeout_s: float = option(
+        10.0,
+        "--read-timeout",
+        unit="s",
+        metavar="S",
+        low=0,
+        low_open=True,
+        high=3600,
+        group="limits",
+        api="limits",
+        help="seconds a request body may pause; then 408",
+        limit="a pause in a request body",
+        past="`408`",
+    )
+    graceful_timeout_s: float = option(
+        30.0,
+        "--graceful-timeout",
+        unit="s",
+        metavar="S",
+        low=0,
+        help="on SIGINT/SIGTERM, seconds the requests in flight get to finish",
+    )
+    jpeg_quality: int = option(90, None, low=1, high=95)
+    warm_up: bool = option(
+        True, "--no-warm-up", help="start serving at once instead of running one picture and two largest batches first"
+    )
+    access_log: bool = option(False, "--access-log", help="log every request")
 
     def validate(self) -> ServeSettings:
-        checks = (
-            (0 <= self.port <= 65535, f"--port {self.port}: expected 0..65535 (0: any free port)"),
-            (self.max_batch is None or self.max_batch >= 1, f"--max-batch {self.max_batch}: expected 1 or more"),
-            (0 <= self.max_delay_ms <= 10_000, f"--max-delay-ms {self.max_delay_ms:g}: expected 0..10000"),
-            (self.max_queue >= 1, f"--max-queue {self.max_queue}: expected 1 or more"),
-            (self.max_body_bytes >= 1024, f"--max-body {self.max_body_bytes}: expected at least 1K"),
-            (self.max_map_pixels >= 1, f"--max-map-pixels {self.max_map_pixels}: expected 1 or more"),
-            (1 <= self.max_decodes <= 64, f"--max-decodes {self.max_decodes}: expected 1..64"),
-            (self.max_connections >= 1, f"--max-connections {self.max_connections}: expected 1 or more"),
-            (self.max_painters >= 0, f"--max-painters {self.max_painters}: expected 0 or more (0: no painters)"),
-            (
-                1024 <= self.max_head_bytes <= 1 << 20,
-                f"--max-head {self.max_head_bytes}: expected 1K..1M (a browser's request head is about 1K)",
-            ),
-            (
-                0 < self.idle_timeout_s <= 3600,
-                f"--idle-timeout {self.idle_timeout_s:g}: expected more than 0, at most 3600",
-            ),
-            (
-                0 < self.read_timeout_s <= 3600,
-                f"--read-timeout {self.read_timeout_s:g}: expected more than 0, at most 3600",
-            ),
-            (self.graceful_timeout_s >= 0, f"--graceful-timeout {self.graceful_timeout_s:g}: expected 0 or more"),
-            (1 <= self.jpeg_quality <= 95, f"jpeg quality {self.jpeg_quality}: expected 1..95"),
-        )
-        for ok, message in checks:
-            if not ok:
+        for f, opt in options():
+            message = _refusal(opt, f.name, getattr(self, f.name))
+            if message:
                 raise ConfigError(message)
         for origin in self.allow_origins:
             if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.count("/") != 2):
@@ -87,6 +257,14 @@ class ServeSettings:
                 raise ConfigError(f"--allow-host {name[:80]!r}: expected a host name or address (no scheme), or *")
         return self
 
+    def described(self) -> dict[str, dict[str, Any]]:
+        """The GET /v1/model sections: ``{"batching": {...}, "limits": {...}}``, field name -> value."""
+        sections: dict[str, dict[str, Any]] = {"batching": {}, "limits": {}}
+        for f, opt in options():
+            if opt.api is not None:
+                sections[opt.api][f.name] = getattr(self, f.name)
+        return sections
+
     @property
     def is_loopback(self) -> bool:
         return is_loopback_name(self.host)
@@ -98,6 +276,50 @@ class ServeSettings:
             return ipaddress.ip_address(self.host).is_unspecified
         except ValueError:
             return False
+
+
+def options() -> list[tuple[dataclasses.Field, Option]]:
+    """Every ``ServeSettings`` field with its ``Option``, in the table's order."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(ServeSettings)]
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The type a field's values have: ``int | None`` -> int, ``tuple[str, ...]`` -> tuple."""
+    hint = typing.get_type_hints(ServeSettings)[f.name]
+    if typing.get_origin(hint) is tuple:
+        return tuple
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def accepted(opt: Option) -> str:
+    """The range ``opt`` accepts, in words: 1..64, 0 or more, more than 0, at most 3600, 1K..1M."""
+    low, high = (None if v is None else shown(v, "bytes" if opt.unit == "bytes" else "") for v in (opt.low, opt.high))
+    if opt.low_open:
+        words = f"more than {low}" + (f", at most {high}" if high is not None else "")
+    elif high is not None:
+        words = f"{low}..{high}"
+    else:
+        words = f"{low} or more"
+    return words + (f" ({opt.note})" if opt.note else "")
+
+
+def _refusal(opt: Option, name: str, value: Any) -> str | None:
+    if value is None or (opt.low is None and opt.high is None):
+        return None
+    too_low = opt.low is not None and (value <= opt.low if opt.low_open else value < opt.low)
+    if not too_low and (opt.high is None or value <= opt.high):
+        return None
+    return f"{opt.flag or name.replace('_', ' ')} {shown(value)}: expected {accepted(opt)}"
+
+
+def docs_rows() -> list[str]:
+    """docs/serving.md's "Limits" rows of the settings that have one: what, flag, default, what happens past it."""
+    rows = []
+    for f, opt in options():
+        if opt.limit is not None:
+            rows.append(f"| {opt.limit} | `{opt.flag}` | {shown(f.default, opt.unit)} | {opt.past} |")
+    return rows
 
 
 def is_loopback_name(host: str) -> bool:

@@ -250,18 +250,9 @@ def _check_parses(text: str) -> bool:
         return False
 
 
-def write_repository(
-    source: Path, kind: str, repo: Path, options: TritonOptions, *, force: bool = False, provenance: dict | None = None
-) -> Path:
-    """Copy a graph or engine into ``repo/NAME/1/`` with its config.pbtxt (and, for the python backend, its
-    model.py; with ``options.with_png`` the PNG model ``repo/NAME_png``); returns the model folder."""
-    if kind not in PLATFORMS:
-        raise InputError(f"{source} is a {kind} file: Triton repositories take an ONNX graph or an engine")
-    options.validate(kind)
-    python = options.backend == "python"
-    manifest = engine_manifest(source) if kind == "engine" else None
-    spec = spec_from_dict(manifest["spec"], str(manifest_path(source))) if manifest else onnx_spec(source)
-    if spec.output != "uint8" and not python:
+def _served_batch(source: Path, spec: ModelSpec, manifest: dict | None, options: TritonOptions) -> int:
+    """The largest batch Triton may send this graph or engine; refuses what Triton's backends cannot serve."""
+    if spec.output != "uint8" and options.backend != "python":
         raise InputError(
             f"{source.name} gives float output; Triton's native backends serve uint8 RGB: export with --output uint8 "
             "(or give `spade-rt triton` the spade-rt model, which exports it so), or serve it with --backend python"
@@ -276,6 +267,21 @@ def write_repository(
         max_batch = options.max_batch or 8
     if options.max_batch is not None and options.max_batch != max_batch and spec.max_batch is not None:
         raise ConfigError(f"--max-batch {options.max_batch}: {source.name} was made for batches up to {max_batch}")
+    return max_batch
+
+
+def write_repository(
+    source: Path, kind: str, repo: Path, options: TritonOptions, *, force: bool = False, provenance: dict | None = None
+) -> Path:
+    """Copy a graph or engine into ``repo/NAME/1/`` with its config.pbtxt (and, for the python backend, its
+    model.py; with ``options.with_png`` the PNG model ``repo/NAME_png``); returns the model folder."""
+    if kind not in PLATFORMS:
+        raise InputError(f"{source} is a {kind} file: Triton repositories take an ONNX graph or an engine")
+    options.validate(kind)
+    python = options.backend == "python"
+    manifest = engine_manifest(source) if kind == "engine" else None
+    spec = spec_from_dict(manifest["spec"], str(manifest_path(source))) if manifest else onnx_spec(source)
+    max_batch = _served_batch(source, spec, manifest, options)
 
     text = config_text(spec, kind, options, max_batch)
     checked = _check_parses(text)
