@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
     """All of `spade-rt synthesize`'s checks that need no model loaded: paths and modes (--labels, --instance,
     -o, --format, --batch-size), the seed, and the flags that apply to some models only, against the model's
-    header (spade_rt.commands.common.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
-    from spade_rt.commands.common import peek_spec
+    header (spade_rt.runtime.peek.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
+    from spade_rt.runtime.peek import peek_spec
 
     folder = check_synthesize_paths(
         args.labels, args.output, instance=args.instance, fmt=args.format, batch_size=args.batch_size, voice=CLI
