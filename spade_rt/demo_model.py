@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 from spade_rt.errors import ExportError, InputError
-from spade_rt.io_utils import atomic_write_json, check_output_dir, sha256_file
+from spade_rt.io_utils import atomic_write_json, check_output_dir, sha256_file, sweep_dead_temporaries
 
 log = logging.getLogger("spade_rt")
 
@@ -121,6 +121,7 @@ def exported_graph(
         return shipped
     folder = built_dir(cache_dir)
     entry = folder / f"{model.stem}-{digest[:16]}-{request.key}.onnx"
+    sweep_dead_temporaries(folder, folder=True)  # what an export killed while writing left behind
     if entry.is_file():
         return entry
     from spade_rt.runtime.registry import require_toolchain

@@ -66,20 +66,24 @@ def _process_gone(pid: int) -> bool:
         return True
     except (PermissionError, OverflowError, ValueError):
         return False  # alive under another user, or not a pid: leave it
-    return False
+    try:  # a killed process whose parent has not reaped it yet (a zombie) writes nothing more either
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
-def sweep_dead_temporaries(path: str | Path) -> list[Path]:
-    """Remove the temporaries of ``path`` that ``atomic_path`` left behind in processes of this host that no
-    longer run (killed while writing); returns what was removed. POSIX only (Windows' os.kill would end the
-    process); files of other hosts (a shared folder) and of live processes are left alone."""
+def sweep_dead_temporaries(target: str | Path, *, folder: bool = False) -> list[Path]:
+    """Remove the temporaries that ``atomic_path`` left behind in processes of this host that no longer run
+    (killed while writing): those of the file ``target``, or with ``folder=True`` every one inside the folder
+    ``target`` (not below it). Returns what was removed. POSIX only (Windows' os.kill would end the process);
+    temporaries of other hosts (a shared folder) and of live processes are left alone."""
     if os.name != "posix":
         return []
-    path = Path(path)
-    prefix, host = f".{path.name}.", _host_tag()
-    removed = []
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        owner = tmp.name[len(prefix) :].split(".", 1)[0]  # "<host>-<pid>"
+    target = Path(target)
+    where, pattern = (target, ".*.tmp") if folder else (target.parent, f".{glob.escape(target.name)}.*.tmp")
+    host, removed = _host_tag(), []
+    for tmp in where.glob(pattern):
+        owner = tmp.name.split(".")[-3]  # .NAME.<host>-<pid>.<random>.tmp (NAME may hold dots, the rest not)
         tag, _, pid = owner.partition("-")
         if tag == host and pid.isdigit() and _process_gone(int(pid)):
             with contextlib.suppress(FileNotFoundError):  # another process swept it first
