@@ -184,6 +184,10 @@ def test_train_killed_while_saving(tmp_path):
     run_cli([*argv, "--resume"], dict(os.environ), tmp_path)
     assert load_state(run / "state.pt")["step"] == 20
     no_temporaries(run)
+    snapshots = {p.stem: p.suffix for p in (run / "snapshots").iterdir()}
+    pairs = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert all(sorted(p.suffix for p in (run / "snapshots").glob(f"{stem}.*")) == [".json", ".safetensors"]
+               for stem in snapshots), pairs  # fmt: skip
 
 
 def ort_web_dist() -> Path:

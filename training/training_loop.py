@@ -108,8 +108,9 @@ def training_loop(
     cfg = generator_config(o.network)
     _check_batch_statistics(cfg, o.optim.batch_size, info.world_size)
     saved_options = _check_run_dir(run, flat, resume)
-    for folder in (run, run / "snapshots", run / "samples"):  # temporaries of a run killed while saving
+    for folder in (run, run / "snapshots", run / "samples"):  # what a run killed while saving left behind
         sweep_dead_temporaries(folder, folder=True)
+    outputs.drop_orphan_sidecars(run)
     dataset = build_dataset_for(cfg, o)
     order = BatchOrder(len(dataset), o.optim.batch_size, o.optim.seed)
     vgg = _load_vgg(o.loss.vgg_weights, dev)
