@@ -58,17 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         graph, arena, max_batch = args.child
         print(json.dumps(_child(graph, arena == "1", int(max_batch))))
         return 0
-    from importlib import resources
+    from spade_rt.demo_model import demo_graph
 
-    from spade_rt.cache import built_dir
-
-    demo = str(resources.files("spade_rt").joinpath("assets/landscape_demo.safetensors"))
-    graphs = {}
-    for kind in ("static", "dedup"):  # the demo model, exported (and verified) once, as `spade-rt demo` does
-        graphs[kind] = graph = built_dir() / f"serve-memory-demo-{kind}.onnx"
-        if not graph.is_file():
-            argv = ["export", demo, "-o", str(graph), "--graph", kind, "--batch", "1:1:8", "--verify-samples", "1"]
-            subprocess.run([sys.executable, "-m", "spade_rt.cli", *argv, "-q"], check=True)
+    # the demo model's graphs, exactly as `spade-rt demo` and `spade-rt serve` get them (spade_rt.demo_model)
+    graphs = {kind: demo_graph(kind, purpose="bench") for kind in ("static", "dedup")}
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     columns = ("graph", "ORT memory arena", "warm-up batches up to", "RSS loaded MB", "RSS warm MB", "1 picture ms")
     print("| " + " | ".join(columns) + " |")

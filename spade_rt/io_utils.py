@@ -4,9 +4,11 @@ behind) and hashing."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +30,16 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would have given: mkstemp's files 
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. A process killed outright
+    (SIGKILL, power cut) cannot clean up: its temporary file stays, named after its host and process id
+    (``.NAME.<host>-<pid>.<random>.tmp``), and the next write of the same ``path`` removes those whose process is
+    gone (``sweep_dead_temporaries``). Readers never see a temporary: they open ``path``, which is either the
+    old file or the whole new one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_dead_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -42,6 +49,47 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # no dots or dashes to parse
+
+
+def _owner() -> str:
+    return f"{_host_tag()}-{os.getpid()}"  # per call: a forked child writes under its own id
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False  # alive under another user, or not a pid: leave it
+    try:  # a killed process whose parent has not reaped it yet (a zombie) writes nothing more either
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def sweep_dead_temporaries(target: str | Path, *, folder: bool = False) -> list[Path]:
+    """Remove the temporaries that ``atomic_path`` left behind in processes of this host that no longer run
+    (killed while writing): those of the file ``target``, or with ``folder=True`` every one inside the folder
+    ``target`` (not below it). Returns what was removed. POSIX only (Windows' os.kill would end the process);
+    temporaries of other hosts (a shared folder) and of live processes are left alone."""
+    if os.name != "posix":
+        return []
+    target = Path(target)
+    where, pattern = (target, ".*.tmp") if folder else (target.parent, f".{glob.escape(target.name)}.*.tmp")
+    host, removed = _host_tag(), []
+    for tmp in where.glob(pattern):
+        owner = tmp.name.split(".")[-3]  # .NAME.<host>-<pid>.<random>.tmp (NAME may hold dots, the rest not)
+        tag, _, pid = owner.partition("-")
+        if tag == host and pid.isdigit() and _process_gone(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another process swept it first
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

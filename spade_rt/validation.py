@@ -7,7 +7,7 @@ from both; ``Voice`` spells each option as the caller does (``--seed -5`` on the
 
 Model-dependent checks take a ``ModelSpec`` (``spade_rt.runtime.spec``) read cheaply, from the file's header:
 a spade-rt model's safetensors header, an ONNX graph's metadata, an engine's manifest
-(``spade_rt.commands.common.peek_spec``). torch-free, like the rest of the runtime core.
+(``spade_rt.runtime.peek.peek_spec``). torch-free, like the rest of the runtime core.
 """
 
 from __future__ import annotations

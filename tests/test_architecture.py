@@ -104,7 +104,8 @@ def test_runtime_loads_no_torch_in_a_fresh_interpreter():
     code = (
         "import sys, spade_rt.cli, spade_rt.runtime.synthesizer, spade_rt.runtime.registry, "
         "spade_rt.runtime.model_kind, spade_rt.engines.backend, spade_rt.engines.inspect, spade_rt.engines.manifest\n"
-        "import spade_rt.serve.app, spade_rt.serve.server, spade_rt.serve.triton\n"
+        "import spade_rt.serve.app, spade_rt.serve.server, spade_rt.serve.triton, spade_rt.demo_model, "
+        "spade_rt.runtime.peek\n"
         "spade_rt.cli.build_parser()\n"
         "bad = [m for m in ('torch', 'onnx', 'safetensors') if m in sys.modules]\n"
         "assert not bad, bad"

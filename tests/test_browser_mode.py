@@ -291,7 +291,7 @@ def test_without_onnxruntime_web_the_painter_paints_on_the_server_and_says_why(b
 
 def test_spade_rt_web_exports_a_spade_rt_model_to_the_graph_browsers_get(tmp_path, synth):
     """A spade-rt model (here the demo's safetensors) becomes its dedup graph, verified, in the site; no browser."""
-    from spade_rt.commands.demo import demo_model
+    from spade_rt.demo_model import demo_model
 
     require_runtime()
     site = tmp_path / "site"

@@ -389,8 +389,8 @@ def test_graph_metadata_is_read_without_onnx_as_onnx_reads_it(files, tmp_path):
     """peek_spec reads a graph's spec from its metadata with a small protobuf walk: the onnx package agrees."""
     import onnx
 
-    from spade_rt.commands.common import peek_spec
     from spade_rt.runtime.onnx_meta import read_onnx_metadata
+    from spade_rt.runtime.peek import peek_spec
 
     for graph in (files["dyn"], files["fp16"]):
         want = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}

@@ -118,6 +118,7 @@ CASES = [
     ("demo-output-folder", "demo -o {in}/a_folder", 1, ["a_folder", "is a folder"]),
     ("demo-read-only", "demo -o {ro}/demo.png", 1, ["cannot create files", "demo.png"]),
     ("demo-count", "demo --count 0", 1, ["--count 0", "1..16"]),
+    ("demo-graph-torch", "demo --backend torch --graph static", 1, ["--graph static", "--backend torch"]),
     ("demo-usage", "demo --seed many", 2, ["--seed", "many"]),
     # convert
     ("convert-text-file", C % "text.pth", 1, ["text.pth", "pickle stream"]),

@@ -33,9 +33,19 @@ def native_model(
 
 
 def write_snapshot(run: Path, step: int, cfg, G, E, options: dict[str, Any], ema: bool) -> None:
+    """snapshots/model-STEP.json, then the model beside it (both atomic): a run killed between the two leaves a
+    sidecar without its model, which ``drop_orphan_sidecars`` removes when the run resumes; never a model without
+    its options."""
     path = run / "snapshots" / f"model-{step:06d}.safetensors"
-    save_model(path, native_model(cfg, G, E, run, step, ema))
     atomic_write_json(path.with_suffix(".json"), {"step": step, "options": options})
+    save_model(path, native_model(cfg, G, E, run, step, ema))
+
+
+def drop_orphan_sidecars(run: Path) -> None:
+    """Remove snapshots/model-STEP.json files whose model was never written (a run killed between the two)."""
+    for sidecar in (run / "snapshots").glob("model-*.json"):
+        if not sidecar.with_suffix(".safetensors").is_file():
+            sidecar.unlink(missing_ok=True)
 
 
 def preview_batch(dataset, n: int) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from spade_rt.errors import ConfigError
-from spade_rt.io_utils import atomic_write_json
+from spade_rt.io_utils import atomic_write_json, sweep_dead_temporaries
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.model.layers import init_weights
 from spade_rt.model.native_format import save_model
@@ -108,6 +108,9 @@ def training_loop(
     cfg = generator_config(o.network)
     _check_batch_statistics(cfg, o.optim.batch_size, info.world_size)
     saved_options = _check_run_dir(run, flat, resume)
+    for folder in (run, run / "snapshots", run / "samples"):  # what a run killed while saving left behind
+        sweep_dead_temporaries(folder, folder=True)
+    outputs.drop_orphan_sidecars(run)
     dataset = build_dataset_for(cfg, o)
     order = BatchOrder(len(dataset), o.optim.batch_size, o.optim.seed)
     vgg = _load_vgg(o.loss.vgg_weights, dev)

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
-from spade_rt.errors import BackendUnavailableError
-from spade_rt.runtime.registry import TOOLCHAIN_INSTALL
-from spade_rt.runtime.spec import ModelSpec
-
-
-def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safetensors", "onnx")) -> None:
-    """Toolchain commands need torch (and onnx); say how to get them instead of an ImportError traceback."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BackendUnavailableError(
-            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): {TOOLCHAIN_INSTALL}"
-        )
+from spade_rt.runtime.registry import require_toolchain  # noqa: F401  (re-exported for the commands)
 
 
 def positive_int(text: str) -> int:
@@ -80,34 +67,3 @@ def print_info(info: dict, as_json: bool) -> None:
                 if isinstance(value, int) and not isinstance(value, bool)
                 else f"{key:<{width}}  {value}\n"
             )
-
-
-def peek_spec(model: str | Path) -> tuple[str, ModelSpec | None]:
-    """(kind, spec) of a model file from its header alone, torch-free and without loading it: a spade-rt
-    model's safetensors header, an ONNX graph's metadata, an engine's manifest. The spec is None when the
-    header does not say (a graph without spade-rt metadata, an engine without a readable manifest): the loader
-    then says what is wrong. A spade-rt model whose header is refused raises here, with the loader's message."""
-    import json
-
-    from spade_rt.limits import MAX_HEADER_BYTES
-    from spade_rt.runtime.model_kind import model_kind
-    from spade_rt.runtime.onnx_meta import read_onnx_metadata
-    from spade_rt.runtime.spec import SPEC_KEY, manifest_path, spec_from_dict, spec_from_onnx_metadata
-
-    kind = model_kind(model)
-    if kind == "native":
-        from spade_rt.model.header import native_spec  # torch-free
-
-        return kind, native_spec(model)
-    if kind == "onnx":
-        meta = read_onnx_metadata(model)
-        return kind, spec_from_onnx_metadata(meta, str(model)) if meta and SPEC_KEY in meta else None
-    m = manifest_path(model)
-    try:
-        if m.stat().st_size > MAX_HEADER_BYTES:
-            return kind, None
-        raw = json.loads(m.read_text())
-    except (OSError, ValueError, RecursionError):
-        return kind, None
-    spec = raw.get("spec") if isinstance(raw, dict) else None
-    return kind, spec_from_dict(spec, str(m)) if isinstance(spec, dict) else None

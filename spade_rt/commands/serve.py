@@ -49,13 +49,12 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     runtime = find_runtime(args.ort_web)  # first: a wrong --ort-web fails before a model is loaded
     browser_graph = Path(args.browser_graph) if args.browser_graph else None
     if args.model is None:  # the embedded demo model, exactly as `spade-rt demo` runs it
-        from spade_rt.cache import built_dir
-        from spade_rt.commands.demo import demo_graph, demo_model
+        from spade_rt.demo_model import DEMO_NAME, demo_graph
 
-        source = demo_graph(demo_model(), built_dir(args.cache_dir), in_child=True)  # the server stays torch-free
-        name = "landscape demo (embedded)"
+        source = demo_graph(cache_dir=args.cache_dir, purpose="serve")  # shipped, or exported in a child process
+        name = DEMO_NAME
         if browser_graph is None and runtime.available:  # WASM's fastest exact graph (docs/serving.md)
-            browser_graph = demo_graph(demo_model(), built_dir(args.cache_dir), BROWSER_GRAPH, in_child=True)
+            browser_graph = demo_graph(BROWSER_GRAPH, args.cache_dir, purpose="serve")
     else:
         source, name = Path(args.model), Path(args.model).name
     kind = model_kind(source)

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
     """All of `spade-rt synthesize`'s checks that need no model loaded: paths and modes (--labels, --instance,
     -o, --format, --batch-size), the seed, and the flags that apply to some models only, against the model's
-    header (spade_rt.commands.common.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
-    from spade_rt.commands.common import peek_spec
+    header (spade_rt.runtime.peek.peek_spec: torch-free). Returns (kind, spec or None, folder mode)."""
+    from spade_rt.runtime.peek import peek_spec
     from spade_rt.runtime.tiers import check_tier_choice, resolve_tier
 
     folder = check_synthesize_paths(

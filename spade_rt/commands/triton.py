@@ -7,7 +7,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from spade_rt.commands.common import peek_spec, require_toolchain
+from spade_rt.commands.common import require_toolchain
+from spade_rt.runtime.peek import peek_spec
 
 log = logging.getLogger("spade_rt")
 

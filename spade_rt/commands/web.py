@@ -105,28 +105,17 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _graph(model: Path | None, kind: str, args: argparse.Namespace) -> Path:
-    """The ONNX graph for the site: the given graph as is; a spade-rt model (or the demo) exported, verified, to
-    the graph WASM runs fastest (dedup, docs/serving.md) in the cache."""
+    """The ONNX graph for the site: the given graph as is; the demo model's graph (shipped on CPUs) or a spade-rt
+    model exported, verified, to the graph WASM runs fastest (dedup, docs/serving.md), one picture at a time,
+    in the cache (spade_rt.demo_model: keyed by the model's content and the graph options)."""
     if kind == "onnx":
         return model
-    from spade_rt.cache import built_dir
-    from spade_rt.commands.demo import demo_graph, demo_model
     from spade_rt.commands.serve import BROWSER_GRAPH
+    from spade_rt.demo_model import GraphRequest, demo_graph, exported_graph
 
     if model is None:
-        return demo_graph(demo_model(), built_dir(args.cache_dir), BROWSER_GRAPH)
-    from spade_rt.commands.common import require_toolchain
-
-    require_toolchain("web (exporting the model to an ONNX graph)")
-    from spade_rt.export.exporter import export_model
-    from spade_rt.export.onnx_graph import GraphOptions
-    from spade_rt.io_utils import sha256_file
-
-    out = built_dir(args.cache_dir) / f"web-{sha256_file(model)[:16]}-{BROWSER_GRAPH}.onnx"
-    if not out.is_file():
-        log.info("exporting %s to %s (%s graph, verified against the PyTorch network)", model, out, BROWSER_GRAPH)
-        export_model(model, out, GraphOptions(batch=(1, 1, 1), graph=BROWSER_GRAPH), verify_samples=1)  # atomic
-    return out
+        return demo_graph(BROWSER_GRAPH, args.cache_dir, purpose="web")
+    return exported_graph(model, GraphRequest(BROWSER_GRAPH, (1, 1, 1)), args.cache_dir, purpose="web")
 
 
 def _describe(spec, model: Path | None, graph: Path, runtime, *, webgpu: bool) -> dict:
@@ -135,7 +124,9 @@ def _describe(spec, model: Path | None, graph: Path, runtime, *, webgpu: bool) -
     from spade_rt.serve.settings import ServeSettings
 
     settings = ServeSettings()
-    name = model.name if model is not None else "landscape demo (embedded)"
+    from spade_rt.demo_model import DEMO_NAME
+
+    name = model.name if model is not None else DEMO_NAME
     info = describe_model(spec, model=name, kind="onnx", backend="onnxruntime-web", max_batch=1, settings=settings)
     info.pop("batching")
     info["limits"] = {"max_map_pixels": settings.max_map_pixels}  # label PNGs the page decodes

@@ -204,3 +204,14 @@ def load_attr(entry: BackendEntry, ref: str) -> Any:
             f"backend {entry.name} is not installed ({missing} missing): {entry.install}"
         ) from None
     return getattr(module, attr)
+
+
+def require_toolchain(command: str, modules: tuple[str, ...] = ("torch", "safetensors", "onnx")) -> None:
+    """Toolchain commands need torch (and onnx); say how to get them instead of an ImportError traceback."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(
+            f"`spade-rt {command}` needs the toolchain ({', '.join(missing)} not installed): {TOOLCHAIN_INSTALL}"
+        )

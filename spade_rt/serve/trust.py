@@ -25,9 +25,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from typing import TYPE_CHECKING
 
-from spade_rt.serve.metrics import ServerMetrics
 from spade_rt.serve.settings import ServeSettings, is_loopback_name
+
+if TYPE_CHECKING:  # only a type here: `spade-rt web` imports this module without the server stack (prometheus)
+    from spade_rt.serve.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
