@@ -38,3 +38,37 @@ def test_a_default_triton_name_from_a_long_file_name_keeps_the_rule(tmp_path):
     name = default_name(tmp_path / ("x" * 200 + ".onnx"))
     TritonOptions(name=name, device="cpu").validate("onnx")
     TritonOptions(name=name + PNG_SUFFIX, device="cpu").validate("onnx")
+
+
+# ---- value noise: spade_rt.procedural.value_noise, used by the label maps and the training pictures ---------
+def test_the_shipped_demo_pictures_are_what_the_runtime_maps_and_the_training_data_draw_today():
+    """docs/images/demo_landscapes.png (made by training/demo.py when the demo model was trained) holds, for
+    held-out scenes 1_000_000..1_000_005 at 128x128, the label map (row 1, colour-coded) and the procedural
+    rendering the model learned from (row 3); docs/images/landscape_labels.png is scene 1_000_000's ids. The
+    runtime's maps (spade_rt.procedural) and the training data (training/procedural_data.py, one value noise
+    with the runtime) must still draw them exactly."""
+    import numpy as np
+    from PIL import Image
+
+    from spade_rt.procedural import landscape_labels
+    from spade_rt.training.demo import EXAMPLE_LABELS, GRID, HELD_OUT_SEED
+    from spade_rt.training.procedural_data import colorize_landscape, render_scene
+
+    assert np.array_equal(np.asarray(Image.open(EXAMPLE_LABELS)), landscape_labels(128, 128, HELD_OUT_SEED))
+    grid = np.asarray(Image.open(GRID).convert("RGB"))
+    size, pad = 128, 2  # training/samples.py make_grid: rows of pictures on white, 2 pixels apart
+    assert grid.shape == (3 * (size + pad) + pad, 6 * (size + pad) + pad, 3)
+    for i in range(6):
+        ids, picture = render_scene(size, size, HELD_OUT_SEED + i)
+        assert np.array_equal(ids, landscape_labels(size, size, HELD_OUT_SEED + i))
+        x = pad + i * (size + pad)
+        assert np.array_equal(grid[pad : pad + size, x : x + size], colorize_landscape(ids)), i
+        y = pad + 2 * (size + pad)
+        assert np.array_equal(grid[y : y + size, x : x + size], picture), i
+
+
+def test_value_noise_has_one_home():
+    import spade_rt.procedural as runtime
+    import spade_rt.training.procedural_data as training
+
+    assert training.value_noise is runtime.value_noise
