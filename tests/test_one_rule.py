@@ -7,7 +7,6 @@ import pytest
 
 from spade_rt.errors import ConfigError
 
-
 # ---- Triton model names: `spade-rt triton --name` and TritonOptions.validate --------------------------------
 GOOD_NAMES = ("coco", "_x", "a.b-c_1", "Model.2", "a" * 128)
 BAD_NAMES = ("", ".hidden", "-x", "a b", "a/b", "ü", "a" * 129, 5)
@@ -72,3 +71,30 @@ def test_value_noise_has_one_home():
     import spade_rt.training.procedural_data as training
 
     assert training.value_noise is runtime.value_noise
+
+
+# ---- resident memory: spade_rt.bench.harness (psutil; the peak from VmHWM) --------------------------------
+def test_the_bench_memory_readers_see_a_known_allocation_here_and_in_a_child():
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from spade_rt.bench.harness import PeakSampler, peak_rss_bytes, rss_bytes
+
+    mib = 1 << 20
+    with PeakSampler(interval=0.001) as sampled:
+        before = rss_bytes()
+        block = np.ones(96 * mib, np.uint8)  # 96 MiB, every page written
+        held = rss_bytes()
+        del block
+    assert held - before >= 90 * mib and sampled.added_mb >= 90
+    code = (  # a bytearray is zero-filled (every page touched), freed at once (mmap)
+        "import sys; b = bytearray(80 << 20); del b; print('freed', flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "freed"  # it touched 80 MiB, then gave them back
+        assert peak_rss_bytes(child.pid) - rss_bytes(child.pid) >= 75 * mib
+    finally:
+        child.communicate("")
