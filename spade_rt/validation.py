@@ -463,6 +463,7 @@ __all__ = [
     "API",
     "CLI",
     "DEDUP_MAX_CELLS",
+    "GRAPH_CHOICES",
     "MAX_SEED",
     "SUPPORTED_OPSETS",
     "ModelShape",

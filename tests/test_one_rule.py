@@ -98,3 +98,31 @@ def test_the_bench_memory_readers_see_a_known_allocation_here_and_in_a_child():
         assert peak_rss_bytes(child.pid) - rss_bytes(child.pid) >= 75 * mib
     finally:
         child.communicate("")
+
+
+# ---- graph options and upsampling: every flag's choices from the one table --------------------------------
+def _flags_of_every_command():
+    """(command, action) for every option of every subcommand of the real parser."""
+    from spade_rt.cli import build_parser
+
+    parser = build_parser()
+    for name, sub in next(a for a in parser._actions if a.dest == "command").choices.items():
+        for action in sub._actions:
+            yield name, action
+
+
+def test_graph_option_choices_come_from_graph_choices():
+    from spade_rt.presets import UPSAMPLING_LAYERS
+    from spade_rt.validation import GRAPH_CHOICES
+
+    tables = {"--" + key.replace("_", "-"): tuple(v) for key, v in GRAPH_CHOICES.items()}
+    tables["--num-upsampling-layers"] = tuple(UPSAMPLING_LAYERS)
+    seen = set()
+    for command, action in _flags_of_every_command():
+        for flag in set(action.option_strings) & set(tables):
+            if flag == "--output" and action.choices is None:
+                continue  # -o/--output: a file name (convert), not the graph's output format
+            assert tuple(action.choices) == tables[flag], (command, flag, action.choices)
+            seen.add((command, flag))
+    assert {("export", "--graph"), ("triton", "--graph"), ("export", "--lookup"), ("triton", "--precision"),
+            ("train", "--num-upsampling-layers"), ("convert", "--num-upsampling-layers")} <= seen  # fmt: skip

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spade_rt.errors import ConfigError
-from spade_rt.presets import PRESETS
+from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS
 
 S = argparse.SUPPRESS
 DATASET_MODES = ("coco", "ade20k", "cityscapes", "facades", "custom", "procedural")
@@ -217,7 +217,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dontcare", dest="contain_dontcare_label", action=argparse.BooleanOptionalAction, default=S)
     g.add_argument("--crop-size", type=int, default=S, help="output width (a multiple of 32; 64 for 'more')")
     g.add_argument("--aspect-ratio", type=float, default=S, help="width / height")
-    g.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default=S)
+    g.add_argument("--num-upsampling-layers", choices=tuple(UPSAMPLING_LAYERS), default=S)
     g.add_argument("--ngf", type=int, default=S, help="generator width (default 64)")
     g.add_argument("--norm-G", default=S, help="default spectralspadesyncbatch3x3 (sync BN across processes)")
     g.add_argument("--use-vae", action="store_true", default=S, help="train a style encoder + KLD (z = mu + eps*std)")

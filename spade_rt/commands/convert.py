@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from spade_rt.commands.common import require_toolchain
-from spade_rt.presets import preset_names
+from spade_rt.presets import UPSAMPLING_LAYERS, preset_names
 
 log = logging.getLogger("spade_rt")
 
@@ -42,7 +42,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num-upsampling-layers",
-        choices=("normal", "more", "most"),
+        choices=tuple(UPSAMPLING_LAYERS),
         help="preset: 'more' for cityscapes, else 'normal'; 'most' is read from the file",
     )
     g.add_argument("--crop-size", type=int, help="output width (preset: 256, cityscapes 512)")

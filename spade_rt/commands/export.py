@@ -7,6 +7,7 @@ from pathlib import Path
 
 from spade_rt.commands.common import parse_batch, parse_size, require_toolchain
 from spade_rt.errors import ConfigError, InputError
+from spade_rt.validation import GRAPH_CHOICES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,13 +85,13 @@ def register(sub) -> None:
     p.add_argument("-o", dest="destination", required=True, metavar="OUT.onnx", help="graph to write")
     p.add_argument(
         "--precision",
-        choices=("fp32", "fp16"),
+        choices=GRAPH_CHOICES["precision"],
         default="fp32",
         help="fp16: FP16 weights and convolutions in the graph itself (what strongly typed TensorRT needs)",
     )
     p.add_argument(
         "--output",
-        choices=("float", "uint8"),
+        choices=GRAPH_CHOICES["output"],
         default="float",
         help="float: N x 3 x H x W in [-1, 1]; uint8: N x H x W x 3 RGB (4x less to copy back)",
     )
@@ -112,7 +113,7 @@ def register(sub) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
     p.add_argument(
         "--graph",
-        choices=("static", "dedup"),
+        choices=GRAPH_CHOICES["graph"],
         default="static",
         help="static: shape-static graph for TensorRT and GPUs (default); dedup: computes SPADE's "
         "gamma/beta once per distinct 5x5 label patch (exact; ~1.7x faster on CPUs with ONNX Runtime, "
@@ -120,14 +121,14 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--index-pad",
-        choices=("int32", "float"),
+        choices=GRAPH_CHOICES["index_pad"],
         default="int32",
         help="int32: pad the index maps as int32 (default; TensorRT fuses it into the lookups); float: pad them "
         "as float32 (exact), for ONNX Runtime's CUDA provider, which has no int32 Pad kernel",
     )
     p.add_argument(
         "--lookup",
-        choices=("gather", "onehot"),
+        choices=GRAPH_CHOICES["lookup"],
         default="gather",
         help="gather: one-hot convs as row lookups (default); onehot: a one-hot map built on the device and one "
         "dense conv per resolution (more MACs, fewer kernels; exact either way; measure with spade-rt bench)",
