@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spade_rt.errors import ConfigError
 from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS
+
+if TYPE_CHECKING:
+    from spade_rt.model.config import GeneratorConfig
 
 S = argparse.SUPPRESS
 DATASET_MODES = ("coco", "ade20k", "cityscapes", "facades", "custom", "procedural")
@@ -137,6 +140,86 @@ class TrainOptions:
         for name in GROUPS:
             out.update(dataclasses.asdict(getattr(self, name)))
         return out
+
+
+# ---- checks: every value of a run, torch-free (`spade-rt train` runs them before torch is imported) -------
+# whole-number options and their least value
+COUNTS = {"batch_size": 1, "steps": 1, "save_every": 1, "snapshot_every": 1, "sample_every": 1, "log_every": 1,
+          "ndf": 1, "num_D": 1, "n_layers_D": 1, "num_samples": 1, "procedural_size": 1,
+          "lr_decay_steps": 0}  # fmt: skip
+
+
+def check_train_options(o: TrainOptions, world_size: int = 1) -> GeneratorConfig:
+    """Every value of ``o`` checked, in the flags' names (a field's flag is --field-name): counts and rates,
+    the generator (the preset's values filled in; the crop size a multiple of the generator's size cell; the
+    original style encoder's limits) and batch norm's need for two values per channel with ``world_size``
+    processes. Returns the generator's config. torch-free: a bad value costs no torch import."""
+    from spade_rt.validation import CLI, check_int_option
+
+    flat = o.flat()
+    for key, lo in COUNTS.items():
+        check_int_option(key, flat[key], lo, None, CLI)
+    if flat["workers"] is not None:
+        check_int_option("workers", flat["workers"], 0, None, CLI, "a number of processes")
+    if not 0.0 <= o.optim.ema_decay < 1.0:
+        raise ConfigError(f"{CLI.say('ema_decay', o.optim.ema_decay)}: expected a decay in [0, 1)")
+    if o.optim.dtype not in ("float32", "float64"):
+        raise ConfigError(f"{CLI.say('dtype', o.optim.dtype)}: expected float32 or float64")
+    if not o.optim.lr > 0:
+        raise ConfigError(f"{CLI.say('lr', o.optim.lr)}: expected a learning rate > 0")
+    cfg = generator_config(o.network)
+    check_batch_statistics(cfg, o.optim.batch_size, world_size)
+    return cfg
+
+
+def generator_config(n: NetworkOptions) -> GeneratorConfig:
+    """The preset's generator with the options given; the crop size and the original encoder's limits checked."""
+    from spade_rt.model.config import GeneratorConfig
+
+    preset = PRESETS.get(n.preset)
+    upsampling = n.num_upsampling_layers or (preset.num_upsampling_layers if preset else "normal")
+    crop, cell = n.crop_size or (preset.crop_size if preset else 256), 2 ** UPSAMPLING_LAYERS.get(upsampling, 5)
+    if isinstance(crop, int) and crop > 0 and crop % cell:  # else the generator quietly trains at a multiple
+        raise ConfigError(
+            f"--crop-size {crop}: expected a multiple of {cell} ({upsampling!r} upsampling doubles the generator's "
+            f"first map {UPSAMPLING_LAYERS[upsampling]} times), e.g. {max(cell, round(crop / cell) * cell)}"
+        )
+    cfg = GeneratorConfig.from_preset(
+        n.preset,
+        label_nc=n.label_nc,
+        contain_dontcare_label=n.contain_dontcare_label,
+        use_instance=n.use_instance,
+        crop_size=n.crop_size,
+        aspect_ratio=n.aspect_ratio,
+        num_upsampling_layers=n.num_upsampling_layers,
+        ngf=n.ngf,
+        norm_G=n.norm_G,
+        use_vae=n.use_vae,
+        z_dim=n.z_dim,
+        has_encoder=n.use_vae,
+        norm_E=n.norm_E,
+    )
+    if n.use_vae and cfg.crop_size < 256:
+        raise ConfigError(
+            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
+            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
+        )
+    if n.use_vae and n.z_dim != 256:
+        raise ConfigError(f"use_vae needs z_dim 256 (got {n.z_dim}): the original style encoder always encodes 256-d z")
+    return cfg
+
+
+def check_batch_statistics(cfg: GeneratorConfig, batch_size: int, world_size: int) -> None:
+    """Batch norm in training needs more than one value per channel: the first feature map (sh x sw) of a small
+    crop times the batch of one process must hold two at least (else torch fails at the first step)."""
+    sh, sw = cfg.latent_hw
+    per_process = max(1, batch_size // max(1, world_size))
+    if cfg.param_free_norm == "batch" and per_process * sh * sw < 2:
+        raise ConfigError(
+            f"--batch-size {batch_size} with --crop-size {cfg.crop_size} gives batch norm one value per channel on "
+            f"the generator's first {sh}x{sw} map ({per_process} per process): expected --batch-size 2 or more per "
+            "process, a larger --crop-size, or an instance-norm --norm-G (e.g. spectralspadeinstance3x3)"
+        )
 
 
 TRAIN_DESCRIPTION = """\
