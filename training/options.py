@@ -296,11 +296,29 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("generator (default: the preset's value)")
     g.add_argument("--label-nc", type=int, default=S, help="classes without dontcare")
-    g.add_argument("--instance", dest="use_instance", action=argparse.BooleanOptionalAction, default=S)
-    g.add_argument("--dontcare", dest="contain_dontcare_label", action=argparse.BooleanOptionalAction, default=S)
+    g.add_argument(
+        "--instance",
+        dest="use_instance",
+        action=argparse.BooleanOptionalAction,
+        default=S,
+        help="an instance edge channel after the label channels (preset: coco, cityscapes)",
+    )
+    g.add_argument(
+        "--dontcare",
+        dest="contain_dontcare_label",
+        action=argparse.BooleanOptionalAction,
+        default=S,
+        help="stored 255 becomes id label_nc, an input channel of its own (preset: coco, ade20k)",
+    )
     g.add_argument("--crop-size", type=int, default=S, help="output width (a multiple of 32; 64 for 'more')")
     g.add_argument("--aspect-ratio", type=float, default=S, help="width / height")
-    g.add_argument("--num-upsampling-layers", choices=tuple(UPSAMPLING_LAYERS), default=S)
+    g.add_argument(
+        "--num-upsampling-layers",
+        choices=tuple(UPSAMPLING_LAYERS),
+        default=S,
+        help="how often the generator doubles its first map: normal 5, more 6, most 7 (--crop-size a multiple of "
+        "32, 64, 128; preset: 'more' for cityscapes, else 'normal')",
+    )
     g.add_argument("--ngf", type=int, default=S, help="generator width (default 64)")
     g.add_argument("--norm-G", default=S, help="default spectralspadesyncbatch3x3 (sync BN across processes)")
     g.add_argument("--use-vae", action="store_true", default=S, help="train a style encoder + KLD (z = mu + eps*std)")
@@ -326,7 +344,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-feat", type=float, default=S, help="feature matching weight (default 10)")
     g.add_argument("--lambda-vgg", type=float, default=S, help="VGG perceptual weight (default 10)")
     g.add_argument("--lambda-kld", type=float, default=S, help="KLD weight (default 0.05)")
-    g.add_argument("--no-gan-feat-loss", dest="gan_feat_loss", action="store_false", default=S)
+    g.add_argument(
+        "--no-gan-feat-loss",
+        dest="gan_feat_loss",
+        action="store_false",
+        default=S,
+        help="no discriminator feature matching loss (on by default, weighted by --lambda-feat)",
+    )
     g.add_argument(
         "--vgg-weights",
         default=S,
@@ -348,4 +372,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-every", type=int, default=S, help="write a sample grid every N steps (1000)")
     g.add_argument("--log-every", type=int, default=S, help="record losses every N steps (50)")
     g.add_argument("--num-samples", type=int, default=S, help="samples in each grid (8)")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    g.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        default=S,
+        help="write no event files to RUN/tensorboard/ (stats.jsonl keeps the losses)",
+    )

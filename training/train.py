@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet or rank else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("PIL").setLevel(logging.WARNING)  # -v: not Pillow's line per PNG chunk
     if rank:
         args.quiet = True  # one progress bar: process 0's
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from spade_rt.commands.common import require_toolchain
 from spade_rt.presets import UPSAMPLING_LAYERS, preset_names
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.validation import CLI, check_model_output
 
     check_model_output(args.output, "native", "output_path", CLI)  # before torch is even imported
+    check_convert_source(Path(args.checkpoint))
     require_toolchain("convert")
     from spade_rt.model.convert import convert_checkpoint
 
@@ -88,6 +90,33 @@ def run(args: argparse.Namespace) -> int:
         ", VAE" + (" + encoder" if cfg.has_encoder else "") if cfg.use_vae else "",
     )
     return 0
+
+
+def check_convert_source(path: Path) -> None:
+    """A spade-rt model, a graph or an engine given to convert: say what it is (it needs no converting)."""
+    from spade_rt.errors import InputError, ModelFormatError
+    from spade_rt.model.header import FORMAT, read_safetensors_header  # torch-free
+    from spade_rt.runtime.model_kind import KINDS, RUN_LATEST, sniff
+
+    if path.is_dir() and (path / RUN_LATEST).is_file():
+        kind = "native"
+    else:
+        kind = sniff(path) if path.is_file() else None
+        if kind == "native":  # a safetensors file: a spade-rt model says so in its header
+            try:
+                kind = "native" if read_safetensors_header(path)[0].get("format") == FORMAT else None
+            except ModelFormatError:
+                kind = None  # damaged: convert's own reader says what is wrong
+    if kind == "native":
+        raise InputError(
+            f"{path} is already a spade-rt model: use it as it is (spade-rt synthesize/export/info {path}); convert "
+            "reads original SPADE checkpoints (latest_net_G.pth)"
+        )
+    if kind in ("onnx", "engine"):
+        raise InputError(
+            f"{path} is {KINDS[kind].what}, made from a spade-rt model; convert reads original SPADE checkpoints "
+            "(latest_net_G.pth)"
+        )
 
 
 def register(sub) -> None:

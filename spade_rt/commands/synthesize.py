@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             args.instance,
             not args.no_resize,
             palette,
+            note_resize=True,
             max_pixels=args.max_pixels,
             dynamic_multiple=dynamic,
             voice=CLI,
