@@ -45,6 +45,33 @@ def cli():
     return run_cli
 
 
+def cli_in_process(*argv) -> tuple[int, str]:
+    """`spade-rt ARGV` in this process: (exit status, stderr)."""
+    import contextlib
+    import io
+
+    from spade_rt.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            status = exc.code
+    return status, err.getvalue()
+
+
+def one_line(status: int, err: str, *words: str, expected: int = 1) -> str:
+    """The contract of a refusal: exit ``expected``, one line on stderr holding ``words``, no traceback."""
+    lines = err.strip().splitlines()
+    assert status == expected, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
 def gpu_available() -> str | None:
     """None if an NVIDIA GPU answers (through cuda-python), else the reason: the skip message of every
     `gpu` test. Tests that also need TensorRT, or onnxruntime-gpu, check for it themselves

@@ -7,8 +7,6 @@ or the fix said.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import subprocess
 import sys
@@ -18,32 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spade_rt.cli import main
-
-from conftest import ROOT
+from conftest import ROOT, cli_in_process, one_line
 
 DEMO = ROOT / "spade_rt" / "assets" / "landscape_demo.safetensors"  # landscape: ids 0..9, 128x128
 
 
-def cli(*argv) -> tuple[int, str]:
-    """`spade-rt ARGV` in this process: (exit status, stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse
-            status = exc.code
-    return status, err.getvalue()
-
-
-def one_line(status: int, err: str, *words: str, expected: int = 1) -> str:
-    lines = err.strip().splitlines()
-    assert status == expected, err
-    assert "Traceback" not in err, err
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+cli = cli_in_process  # `spade-rt ARGV` in this process: (exit status, stderr)
 
 
 def fresh(code: str, cwd: Path) -> subprocess.CompletedProcess:

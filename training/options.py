@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from spade_rt.errors import ConfigError
-from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS
+from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS, add_network_flags
 
 if TYPE_CHECKING:
     from spade_rt.model.config import GeneratorConfig
@@ -295,30 +295,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=S, help="data loader processes (default 4 on CUDA, 0 on CPU)")
 
     g = p.add_argument_group("generator (default: the preset's value)")
-    g.add_argument("--label-nc", type=int, default=S, help="classes without dontcare")
-    g.add_argument(
-        "--instance",
-        dest="use_instance",
-        action=argparse.BooleanOptionalAction,
-        default=S,
-        help="an instance edge channel after the label channels (preset: coco, cityscapes)",
-    )
-    g.add_argument(
-        "--dontcare",
-        dest="contain_dontcare_label",
-        action=argparse.BooleanOptionalAction,
-        default=S,
-        help="stored 255 becomes id label_nc, an input channel of its own (preset: coco, ade20k)",
-    )
-    g.add_argument("--crop-size", type=int, default=S, help="output width (a multiple of 32; 64 for 'more')")
-    g.add_argument("--aspect-ratio", type=float, default=S, help="width / height")
-    g.add_argument(
-        "--num-upsampling-layers",
-        choices=tuple(UPSAMPLING_LAYERS),
-        default=S,
-        help="how often the generator doubles its first map: normal 5, more 6, most 7 (--crop-size a multiple of "
-        "32, 64, 128; preset: 'more' for cityscapes, else 'normal')",
-    )
+    add_network_flags(g, S)
     g.add_argument("--ngf", type=int, default=S, help="generator width (default 64)")
     g.add_argument("--norm-G", default=S, help="default spectralspadesyncbatch3x3 (sync BN across processes)")
     g.add_argument("--use-vae", action="store_true", default=S, help="train a style encoder + KLD (z = mu + eps*std)")

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from spade_rt.commands.common import require_toolchain
-from spade_rt.presets import UPSAMPLING_LAYERS, preset_names
+from spade_rt.presets import add_network_flags, preset_names
 
 log = logging.getLogger("spade_rt")
 
@@ -22,32 +22,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the generator takes z (read from the file: a linear fc means VAE)",
     )
-    g.add_argument(
-        "--label-nc",
-        type=int,
-        help="number of classes without dontcare (preset: coco 182, ade20k 150, cityscapes 35, facades/custom 13)",
-    )
-    g.add_argument(
-        "--instance",
-        dest="use_instance",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the model takes an instance edge channel (preset: coco, cityscapes)",
-    )
-    g.add_argument(
-        "--dontcare",
-        dest="contain_dontcare_label",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="stored 255 becomes id label_nc and is an input channel (preset: coco, ade20k)",
-    )
-    g.add_argument(
-        "--num-upsampling-layers",
-        choices=tuple(UPSAMPLING_LAYERS),
-        help="preset: 'more' for cityscapes, else 'normal'; 'most' is read from the file",
-    )
-    g.add_argument("--crop-size", type=int, help="output width (preset: 256, cityscapes 512)")
-    g.add_argument("--aspect-ratio", type=float, help="width / height (preset: 1, cityscapes 2)")
+    add_network_flags(g, None)
 
 
 def _model_options(args: argparse.Namespace) -> dict:
