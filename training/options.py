@@ -240,6 +240,13 @@ examples:
 """
 
 
+def switch_off(group: Any, flag: str, help: str) -> None:
+    """A ``--no-X`` flag that sets the field X (dashes as underscores) to False."""
+    group.add_argument(
+        flag, dest=flag.removeprefix("--no-").replace("-", "_"), action="store_false", default=S, help=help
+    )
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """Register every training option on ``p``."""
     p.add_argument("--out", dest="run_dir", required=True, metavar="RUN", help="run directory (created)")
@@ -276,22 +283,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="the original's modes (default: resize_and_crop; fixed for cityscapes and procedural)",
     )
     g.add_argument("--load-size", type=int, default=S, help="resize target before cropping (default crop*286/256)")
-    g.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no random horizontal flips")
+    switch_off(g, "--no-flip", "no random horizontal flips")
     g.add_argument("--procedural-size", type=int, default=S, help="procedural mode: number of scenes (10000)")
-    g.add_argument(
-        "--no-data-check",
-        dest="data_check",
-        action="store_false",
-        default=S,
-        help="skip reading every label map at start (ids are still checked when loaded)",
-    )
-    g.add_argument(
-        "--no-pairing-check",
-        dest="pairing_check",
-        action="store_false",
-        default=S,
-        help="allow label maps and images of different sizes (both are resized)",
-    )
+    switch_off(g, "--no-data-check", "skip reading every label map at start (ids are still checked when loaded)")
+    switch_off(g, "--no-pairing-check", "allow label maps and images of different sizes (both are resized)")
     g.add_argument("--workers", type=int, default=S, help="data loader processes (default 4 on CUDA, 0 on CPU)")
 
     g = p.add_argument_group("generator (default: the preset's value)")
@@ -314,19 +309,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=S, help="global batch, split over processes (default 1)")
     g.add_argument("--steps", type=int, default=S, help="train until this step (default 100000)")
     g.add_argument("--lr", type=float, default=S, help="base learning rate (default 2e-4; TTUR: G lr/2, D lr*2)")
-    g.add_argument("--no-ttur", dest="ttur", action="store_false", default=S, help="same lr for G and D")
+    switch_off(g, "--no-ttur", "same lr for G and D")
     g.add_argument("--beta1", type=float, default=S, help="Adam beta1 (default 0; 0.5 with --no-ttur)")
     g.add_argument("--beta2", type=float, default=S, help="Adam beta2 (default 0.9; 0.999 with --no-ttur)")
     g.add_argument("--lr-decay-steps", type=int, default=S, help="linear decay to 0 over the last N steps (0)")
     g.add_argument("--lambda-feat", type=float, default=S, help="feature matching weight (default 10)")
     g.add_argument("--lambda-vgg", type=float, default=S, help="VGG perceptual weight (default 10)")
     g.add_argument("--lambda-kld", type=float, default=S, help="KLD weight (default 0.05)")
-    g.add_argument(
-        "--no-gan-feat-loss",
-        dest="gan_feat_loss",
-        action="store_false",
-        default=S,
-        help="no discriminator feature matching loss (on by default, weighted by --lambda-feat)",
+    switch_off(
+        g, "--no-gan-feat-loss", "no discriminator feature matching loss (on by default, weighted by --lambda-feat)"
     )
     g.add_argument(
         "--vgg-weights",
@@ -336,7 +327,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ema", action="store_true", default=S, help="keep an EMA of G; RUN/latest holds the EMA weights")
     g.add_argument("--ema-decay", type=float, default=S, help="EMA decay per step (default 0.999)")
-    g.add_argument("--no-amp", dest="amp", action="store_false", default=S, help="no fp16 autocast on CUDA")
+    switch_off(g, "--no-amp", "no fp16 autocast on CUDA")
     g.add_argument("--seed", type=int, default=S, help="weights, data order and augmentation (default 0)")
     g.add_argument("--device", default=S, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument(
@@ -349,10 +340,4 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-every", type=int, default=S, help="write a sample grid every N steps (1000)")
     g.add_argument("--log-every", type=int, default=S, help="record losses every N steps (50)")
     g.add_argument("--num-samples", type=int, default=S, help="samples in each grid (8)")
-    g.add_argument(
-        "--no-tensorboard",
-        dest="tensorboard",
-        action="store_false",
-        default=S,
-        help="write no event files to RUN/tensorboard/ (stats.jsonl keeps the losses)",
-    )
+    switch_off(g, "--no-tensorboard", "write no event files to RUN/tensorboard/ (stats.jsonl keeps the losses)")

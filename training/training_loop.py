@@ -15,6 +15,7 @@ Outputs in ``run_dir``: ``latest.safetensors`` (a complete native model, EMA wei
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import random
@@ -268,10 +269,7 @@ def build_loss(nets: Networks, cfg: GeneratorConfig, o: TrainOptions, info, dev,
         ids = [dev.index] if dev.type == "cuda" else None
         G_run, D_run = DistributedDataParallel(nets.G, device_ids=ids), DistributedDataParallel(nets.D, device_ids=ids)
         E_run = DistributedDataParallel(nets.E, device_ids=ids) if nets.E is not None else None
-    lo = o.loss
-    weights = LossWeights(
-        lo.lambda_feat, lo.lambda_vgg, lo.lambda_kld, lo.gan_feat_loss, kld_scale=float(info.world_size)
-    )
+    weights = LossWeights(**dataclasses.asdict(o.loss), kld_scale=float(info.world_size))
     return SPADELoss(
         G_run, D_run, nets.D, E_run, nets.G, nets.E, cfg.num_label_ids, weights, VGGLoss(vgg) if vgg else None
     )

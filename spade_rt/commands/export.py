@@ -9,6 +9,8 @@ from spade_rt.commands.common import parse_batch, parse_size, require_toolchain
 from spade_rt.errors import ConfigError, InputError
 from spade_rt.validation import GRAPH_CHOICES
 
+GRAPH_FLAGS = ("precision", "output", "batch", "size", "dynamic", "opset", "graph", "index_pad", "lookup")
+
 
 def run(args: argparse.Namespace) -> int:
     check_export_args(args)  # every argument, before torch is even imported
@@ -16,21 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
-    options = GraphOptions(
-        precision=args.precision,
-        output=args.output,
-        batch=args.batch,
-        size=args.size,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        graph=args.graph,
-        index_pad=args.index_pad,
-        lookup=args.lookup,
-    )
     export_model(
         args.model,
         args.destination,
-        options,
+        GraphOptions(**graph_flags(args)),
         verify=not args.no_verify,
         verify_samples=2 if args.verify_samples is None else args.verify_samples,
         verify_labels=args.verify_labels,
@@ -58,19 +49,12 @@ def check_export_args(args: argparse.Namespace) -> None:
             raise InputError(f"--verify-labels {png}: not found")
     cfg = model_config(args.model)
     shape = ModelShape(cfg.output_hw, 2**cfg.num_up, cfg.num_upsampling_layers, cfg.use_vae)
-    check_graph_options(
-        precision=args.precision,
-        output=args.output,
-        batch=args.batch,
-        size=args.size,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        graph=args.graph,
-        index_pad=args.index_pad,
-        lookup=args.lookup,
-        model=shape,
-        voice=CLI,
-    )
+    check_graph_options(**graph_flags(args), model=shape, voice=CLI)
+
+
+def graph_flags(args: argparse.Namespace) -> dict:
+    """The graph's options as given (dest = the GraphOptions field = check_graph_options' keyword)."""
+    return {key: getattr(args, key) for key in GRAPH_FLAGS}
 
 
 def register(sub) -> None:
