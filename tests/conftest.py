@@ -61,6 +61,30 @@ def cli_in_process(*argv) -> tuple[int, str]:
     return status, err.getvalue()
 
 
+def run_in_threads(worker, n: int) -> list:
+    """``worker(0)`` .. ``worker(n - 1)``, each in a thread of its own, all at once; their results in order. The
+    first exception a worker raised is raised here, once every thread has ended."""
+    import threading
+
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            results[k] = worker(k)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def one_line(status: int, err: str, *words: str, expected: int = 1) -> str:
     """The contract of a refusal: exit ``expected``, one line on stderr holding ``words``, no traceback."""
     lines = err.strip().splitlines()
