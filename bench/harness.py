@@ -5,23 +5,29 @@ contestant runs; device events where a GPU is timed."""
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import psutil  # the bench extra
 
 
-def rss_bytes() -> int:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # not Linux: psutil if present
-        import psutil
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of process ``pid`` (default: this one) now, in bytes: the one reader (psutil)."""
+    return psutil.Process(pid).memory_info().rss
 
-        return psutil.Process().memory_info().rss
+
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident memory of process ``pid`` since it started (Linux VmHWM), in bytes: catches transient
+    allocations that sampling would miss. psutil reports no peak resident set on Linux, so this reads
+    /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 class PeakSampler:
@@ -35,7 +41,8 @@ class PeakSampler:
 
     def __enter__(self) -> PeakSampler:
         gc.collect()
-        self.base = self.peak = rss_bytes()
+        self._process = psutil.Process()  # one handle for the whole sampling (a lookup per sample costs)
+        self.base = self.peak = self._rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -43,13 +50,16 @@ class PeakSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
+            self.peak = max(self.peak, self._rss())
             time.sleep(self.interval)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        self.peak = max(self.peak, self._rss())
+
+    def _rss(self) -> int:
+        return self._process.memory_info().rss
 
     @property
     def added_mb(self) -> float:

@@ -24,11 +24,12 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
+
+from spade_rt.bench.harness import peak_rss_bytes, rss_bytes
 
 URL_LINE = re.compile(r"painter: (http://\S+?)/ ")
 
@@ -71,16 +72,13 @@ class ServeProcess:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def rss_bytes(self, field: str = "VmRSS") -> int:
-        """Resident memory of the server process (Linux /proc); ``field="VmHWM"``: its peak so far."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no {field} in /proc/PID/status")
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process now (spade_rt.bench.harness.rss_bytes)."""
+        return rss_bytes(self.pid)
 
     def peak_rss_bytes(self) -> int:
         """The server process's peak resident memory since it started (VmHWM): catches transient allocations."""
-        return self.rss_bytes("VmHWM")
+        return peak_rss_bytes(self.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send ``sig`` and wait for the exit status (killed after ``timeout``)."""

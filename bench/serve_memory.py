@@ -24,11 +24,9 @@ CHILD = "--child"
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    from spade_rt.bench.harness import rss_bytes
+
+    return rss_bytes() / 2**20
 
 
 def _child(graph: str, arena: bool, max_batch: int) -> dict:

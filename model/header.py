@@ -37,6 +37,8 @@ def resolve_model_path(path: str | Path) -> Path:
         return p / RUN_LATEST
     if not p.exists() and p.with_name(p.name + NATIVE_SUFFIX).is_file():
         return p.with_name(p.name + NATIVE_SUFFIX)
+    if p.is_dir():
+        model_kind(p)  # a folder without latest.safetensors: raises, saying what is expected (as `info` does)
     if not p.is_file():
         raise ModelFormatError(f"model not found: {p}")
     kind = model_kind(p)  # an original .pth: "convert it first"; a graph or an engine: say which
@@ -87,6 +89,13 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, Heade
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ModelFormatError(f"{path}: its safetensors __metadata__ is not a map of strings")
     data_bytes = size - 8 - n
+    ends = {name: _end(info) for name, info in header.items()}
+    last = max(ends, key=ends.get, default=None)
+    if last is not None and ends[last] > data_bytes:  # the header promises more tensor bytes than the file holds
+        raise ModelFormatError(
+            f"{path} is cut off: expected {8 + n + ends[last]} bytes, got {size} (tensor {shown(last)} ends at byte "
+            f"{ends[last]} of a {data_bytes}-byte data section; a copy or download that stopped early?)"
+        )
     tensors: dict[str, HeaderTensor] = {}
     for name, info in header.items():
         what = f"{path}: tensor {shown(name)}"
@@ -116,6 +125,13 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, Heade
             f"after byte {end}): the file is truncated or was not written by safetensors"
         )
     return meta, tensors
+
+
+def _end(info: object) -> int:
+    """Where a header entry says its tensor ends (0 when it does not say it well: checked later, one by one)."""
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    ok = isinstance(offsets, list) and len(offsets) == 2 and _is_count(offsets[1])
+    return offsets[1] if ok else 0
 
 
 def _is_count(value: object) -> bool:

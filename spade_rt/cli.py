@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("PIL").setLevel(logging.WARNING)  # -v is spade-rt's debug, not Pillow's line per PNG chunk
     try:
         return args.func(args)
     except SpadeRtError as exc:

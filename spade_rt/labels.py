@@ -337,6 +337,7 @@ def load_inputs(
     palette: str | None = None,
     *,
     note_missing_instance: bool = True,
+    note_resize: bool = False,
     max_pixels: int | None = None,
     dynamic_multiple: int | None = None,
     voice: Voice = API,
@@ -345,7 +346,8 @@ def load_inputs(
 
     Files are read here; everything else is ``prepare_inputs``. A model that takes instance edges but gets
     no instance map uses the label map's own boundaries; the log says so (unless ``note_missing_instance``
-    is False: callers reading many maps say it once themselves). Colour-coded label maps are decoded with
+    is False: callers reading many maps say it once themselves); with ``note_resize`` it says when the map was
+    resized to the model's size (a command's one map; folder mode counts them). Colour-coded label maps are decoded with
     ``palette``. A graph with a dynamic size (``dynamic_multiple``) takes the map at its own size, as
     ``Synthesizer`` does. Maps larger than ``max_pixels`` are refused from their header (default: 16 times the
     model's size, at least 4096 x 4096, or ``$SPADE_RT_MAX_PIXELS``; see ``spade_rt.limits.pixel_limit``).
@@ -365,6 +367,9 @@ def load_inputs(
         dynamic_multiple=dynamic_multiple,
         voice=voice,
     )  # notes come after the checks: a bad map gets its one error line, nothing before it
+    if note_resize and raw.shape != prepared[0].shape:
+        (h, w), (th, tw) = raw.shape, prepared[0].shape
+        log.info("label map %s is %dx%d: resized to the model's %dx%d (nearest)", labels, h, w, th, tw)
     if spec.use_instance and instance is None and note_missing_instance:
         log.info("no instance map given: using the label map's boundaries as instance edges")
     elif not spec.use_instance and instance is not None:

@@ -15,7 +15,9 @@ Label conventions, as the original test pipeline applies them (data/pix2pix_data
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from typing import Any
 
 from spade_rt.errors import ConfigError
 
@@ -63,6 +65,61 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def _by_preset(field: str) -> str:
+    """'preset: 256, cityscapes 512': the value most presets have, then the others by name."""
+    values = [getattr(p, field) for p in PRESETS.values()]
+    common = max(values, key=values.count)
+    shown = "{:g}".format if isinstance(common, int | float) else str
+    others = [f"{p.name} {shown(getattr(p, field))}" for p in PRESETS.values() if getattr(p, field) != common]
+    return ", ".join([f"preset: {shown(common)}", *others])
+
+
+def _presets_with(field: str) -> str:
+    return "preset: " + ", ".join(p.name for p in PRESETS.values() if getattr(p, field))
+
+
+def add_network_flags(group: Any, default: Any) -> None:
+    """The flags that override a preset's network shape, their dest the ``Preset`` field (convert and train):
+    --label-nc, --instance, --dontcare, --num-upsampling-layers, --crop-size, --aspect-ratio, each help naming
+    the presets' values. ``default``: what an absent flag leaves (None, or argparse.SUPPRESS)."""
+    cells = ", ".join(f"{2**n} for '{name}'" for name, n in UPSAMPLING_LAYERS.items())
+    group.add_argument(
+        "--label-nc",
+        type=int,
+        default=default,
+        help="classes without dontcare (preset: " + ", ".join(f"{p.name} {p.label_nc}" for p in PRESETS.values()) + ")",
+    )
+    switches = (
+        ("--instance", "use_instance", "an instance edge channel after the label channels"),
+        ("--dontcare", "contain_dontcare_label", "stored 255 becomes id label_nc, an input channel of its own"),
+    )
+    for flag, dest, what in switches:
+        group.add_argument(
+            flag,
+            dest=dest,
+            action=argparse.BooleanOptionalAction,
+            default=default,
+            help=f"{what} ({_presets_with(dest)})",
+        )
+    group.add_argument(
+        "--num-upsampling-layers",
+        choices=tuple(UPSAMPLING_LAYERS),
+        default=default,
+        help="how often the generator doubles its first map: "
+        + ", ".join(f"{name} {n}" for name, n in UPSAMPLING_LAYERS.items())
+        + f" ({_by_preset('num_upsampling_layers')})",
+    )
+    group.add_argument(
+        "--crop-size",
+        type=int,
+        default=default,
+        help=f"output width, a multiple of {cells} ({_by_preset('crop_size')})",
+    )
+    group.add_argument(
+        "--aspect-ratio", type=float, default=default, help=f"width / height ({_by_preset('aspect_ratio')})"
+    )
 
 
 def preset_names() -> tuple[str, ...]:

@@ -9,9 +9,12 @@ import numpy as np
 from PIL import Image
 
 
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """Value noise: a coarse random grid, bicubic-upsampled to (h, w); roughly in [0, 1]."""
-    coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
+def value_noise(rng: np.random.Generator, h: int, w: int, cells_y: int, cells_x: int | None = None) -> np.ndarray:
+    """(h, w) float32 smooth noise in about [0, 1]: a random (cells_y+1, cells_x+1) grid, bicubic-upsampled.
+
+    The one value noise: the label maps here and the training pictures (training/procedural_data.py) use it."""
+    cells_x = cells_y if cells_x is None else cells_x
+    coarse = rng.random((cells_y + 1, cells_x + 1)).astype(np.float32)
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.float32)  # mode F
 
 
@@ -27,8 +30,8 @@ def random_label_maps(n: int, h: int, w: int, num_ids: int, seed: int = 0, regio
     for i in range(n):
         centres = rng.random((regions, 2)) * (h, w)
         ids = rng.integers(0, num_ids, size=regions)
-        warp_y = (_smooth_noise(rng, h, w, 4) - 0.5) * h * 0.3
-        warp_x = (_smooth_noise(rng, h, w, 4) - 0.5) * w * 0.3
+        warp_y = (value_noise(rng, h, w, 4) - 0.5) * h * 0.3
+        warp_x = (value_noise(rng, h, w, 4) - 0.5) * w * 0.3
         d = (yy[None] + warp_y[None] - centres[:, 0, None, None]) ** 2 + (
             xx[None] + warp_x[None] - centres[:, 1, None, None]
         ) ** 2
@@ -79,7 +82,7 @@ def landscape(h: int, w: int, seed: int = 0) -> np.ndarray:
         wave = sum(np.sin(x * freq * (k + 1) * 6.28 + phase[k]) / (k + 1) for k in range(3))
         return base + amp * wave
 
-    clouds = _smooth_noise(rng, h, w, 6) > 0.72
+    clouds = value_noise(rng, h, w, 6) > 0.72
     ids[clouds & (yy < 0.35)] = c["clouds"]  # (h, w) & (h, 1)
     mountains = ridge(rng.uniform(0.25, 0.4), 0.08, rng.uniform(0.8, 1.6))
     ids[yy > mountains[None]] = c["mountain"]
@@ -98,6 +101,6 @@ def landscape(h: int, w: int, seed: int = 0) -> np.ndarray:
         cy = meadow[min(int(cx * w), w - 1)] - r * 0.6
         blob = ((x[None] - cx) / r) ** 2 + ((yy - cy) / (r * 1.4)) ** 2 < 1.0
         ids[blob] = c["tree"]
-    rocks = (_smooth_noise(rng, h, w, 10) > 0.8) & (ids == c["sand"])
+    rocks = (value_noise(rng, h, w, 10) > 0.8) & (ids == c["sand"])
     ids[rocks] = c["rock"]
     return ids

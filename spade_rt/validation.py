@@ -54,7 +54,7 @@ FOREIGN_SUFFIXES: dict[str, str] = {
     ".onnx": "an ONNX graph",
     **dict.fromkeys(ENGINE_SUFFIXES, "an engine"),
 }
-TRITON_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TRITON_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a Triton model name: the one rule
 
 
 # ---- voice ------------------------------------------------------------------------------------------------
@@ -437,14 +437,20 @@ def check_triton_options(
         )
 
 
+def check_triton_name(name: Any, voice: Voice = CLI) -> str:
+    """A Triton model name (``TRITON_NAME_RE``): 1..128 letters, digits, '_', '-', '.', not '-' or '.' first."""
+    if not isinstance(name, str) or not TRITON_NAME_RE.match(name):
+        raise ConfigError(
+            f"{voice.say('name', name)}: expected a model name of 1..128 letters, digits, '_', '-', '.' (not first)"
+        )
+    return name
+
+
 def check_triton_destination(repo: str | Path, name: str, force: bool = False, voice: Voice = CLI) -> Path:
     """REPO/NAME before any export: REPO a folder (or creatable), NAME a Triton model name, REPO/NAME new unless
     --force. Returns REPO/NAME."""
     repo = Path(repo)
-    if not isinstance(name, str) or not TRITON_NAME_RE.match(name):
-        raise ConfigError(
-            f"{voice.say('name', name)}: expected a model name of letters, digits, '_', '-', '.' (not first)"
-        )
+    check_triton_name(name, voice)
     check_folder_output(repo, "repo", voice, "folder for the model repository")
     target = repo / name
     if os.path.lexists(target) and not force:
@@ -467,6 +473,7 @@ __all__ = [
     "API",
     "CLI",
     "DEDUP_MAX_CELLS",
+    "GRAPH_CHOICES",
     "MAX_SEED",
     "SUPPORTED_OPSETS",
     "ModelShape",
@@ -482,6 +489,7 @@ __all__ = [
     "check_seed",
     "check_synthesize_paths",
     "check_triton_destination",
+    "check_triton_name",
     "check_triton_options",
     "check_z",
 ]

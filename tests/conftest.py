@@ -45,6 +45,57 @@ def cli():
     return run_cli
 
 
+def cli_in_process(*argv) -> tuple[int, str]:
+    """`spade-rt ARGV` in this process: (exit status, stderr)."""
+    import contextlib
+    import io
+
+    from spade_rt.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            status = exc.code
+    return status, err.getvalue()
+
+
+def run_in_threads(worker, n: int) -> list:
+    """``worker(0)`` .. ``worker(n - 1)``, each in a thread of its own, all at once; their results in order. The
+    first exception a worker raised is raised here, once every thread has ended."""
+    import threading
+
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            results[k] = worker(k)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def one_line(status: int, err: str, *words: str, expected: int = 1) -> str:
+    """The contract of a refusal: exit ``expected``, one line on stderr holding ``words``, no traceback."""
+    lines = err.strip().splitlines()
+    assert status == expected, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
 def gpu_available() -> str | None:
     """None if an NVIDIA GPU answers (through cuda-python), else the reason: the skip message of every
     `gpu` test. Tests that also need TensorRT, or onnxruntime-gpu, check for it themselves

@@ -178,3 +178,13 @@ def test_kind_sniffing_reads_content_not_names(tmp_path):
     assert model_kind(empty) == "onnx"  # nothing to read: the name decides, the ONNX loader explains
     with pytest.raises(ModelFormatError, match="cannot tell the model kind"):
         model_kind(tmp_path / "missing.xyz")
+
+
+def test_the_document_says_what_bench_may_not_import_as_the_rule_does():
+    """docs/architecture.md's table row and diagram for bench agree with FORBIDDEN["bench"]."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    may_import = next(line for line in doc.splitlines() if line.startswith("| `bench/`")).split("|")[4]
+    _, excluded = may_import.split("everything but")
+    assert all(module.rsplit(".", 1)[-1] in excluded for module in FORBIDDEN["bench"]), may_import
+    diagram = doc.split("## Import directions")[1].split("```")[1]
+    assert "► training" not in diagram, "the diagram draws an import of training"

@@ -7,8 +7,6 @@ tests/test_contract_property.py draws the argument vectors and arrays at random.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -33,31 +31,13 @@ from spade_rt.validation import (
     check_triton_options,
 )
 
-from conftest import ROOT
+from conftest import ROOT, cli_in_process, one_line
 from serve_support import tiny_model
 
 DEMO = ROOT / "spade_rt" / "assets" / "landscape_demo.safetensors"  # landscape: ids 0..9, no dontcare, 128x128
 
 
-def cli(*argv) -> tuple[int, str]:
-    """`spade-rt ARGV` in this process: (exit status, stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse
-            status = exc.code
-    return status, err.getvalue()
-
-
-def one_line(status: int, err: str, *words: str, expected: int = 1) -> str:
-    lines = err.strip().splitlines()
-    assert status == expected, err
-    assert "Traceback" not in err, err
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+cli = cli_in_process  # `spade-rt ARGV` in this process: (exit status, stderr)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ The stand-in runs stream work lazily (only when waited for), so a missing wait r
 from __future__ import annotations
 
 import logging
-import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +23,7 @@ from spade_rt.engines.adapter import TensorRT
 from spade_rt.engines.runner import EngineRunner
 from spade_rt.errors import InputError
 
+from conftest import run_in_threads
 from cuda_standin import LEGACY, CaiArray, DlpackArray, HostCuda, HostEngine, expected
 
 FAKE_TRT = TensorRT(SimpleNamespace(), "tensorrt")  # the adapter creates contexts; nothing of a module is read
@@ -174,22 +174,12 @@ def test_calls_from_another_thread_make_the_device_current_there():
     """GPU 1 of a two-GPU machine: a worker thread starts on GPU 0 (CUDA's per-thread current device)."""
     cuda = HostCuda(device=1)
     _, runner = make_runner(cuda, own_graphs=True)
-    results, errors = [], []
 
     def worker(seed):
-        try:
-            ids, edges = maps(1, 64, 64, seed=seed)
-            results.append((runner.run({"labels": ids, "edges": edges}), expected(ids, edges)))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+        ids, edges = maps(1, 64, 64, seed=seed)
+        return runner.run({"labels": ids, "edges": edges}), expected(ids, edges)
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    for got, want in results:
+    for got, want in run_in_threads(worker, 3):
         np.testing.assert_array_equal(got, want)
     runner.close()
 

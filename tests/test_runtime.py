@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from spade_rt.labels import instance_edges
 from spade_rt.palettes import colorize
 from spade_rt.runtime.synthesizer import Synthesizer
 
-from conftest import NVIDIA_DEVICE_NODES, run_cli
+from conftest import NVIDIA_DEVICE_NODES, run_cli, run_in_threads
 from reference_spade import blobby_labels, ref_generator_for, ref_semantics, rel_l2
 
 
@@ -125,22 +124,8 @@ def test_threads_share_one_synthesizer(coco):
     maps = blobby_labels(8, 64, 64, 183, seed=9).astype(np.uint8)
     with Synthesizer(onnx_path) as synth:
         expected = [synth(m) for m in maps]
-        results: dict[int, list] = {}
-        errors = []
-
-        def worker(k):
-            try:
-                results[k] = [synth(maps[(k + i) % 8]) for i in range(12)]
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors
-    for k, outs in results.items():
+        results = run_in_threads(lambda k: [synth(maps[(k + i) % 8]) for i in range(12)], 4)
+    for k, outs in enumerate(results):
         for i, out in enumerate(outs):
             np.testing.assert_array_equal(out, expected[(k + i) % 8])
 

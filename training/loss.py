@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spade_rt.model.semantics import one_hot_semantics
+from spade_rt.training.options import LossOptions
 
 Preds = list[list[torch.Tensor]]  # per scale: every layer's output, the last one is the prediction map
 
@@ -69,11 +70,9 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
 
 
 @dataclass
-class LossWeights:
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0
-    lambda_kld: float = 0.05
-    gan_feat_loss: bool = True
+class LossWeights(LossOptions):
+    """The loss options (training/options.py, where their defaults live) and the KLD's scale."""
+
     kld_scale: float = 1.0  # world size under DDP: KLD is a sum over the batch, DDP averages gradients
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spade_rt.errors import ConfigError
-from spade_rt.presets import PRESETS
+from spade_rt.presets import PRESETS, UPSAMPLING_LAYERS, add_network_flags
+
+if TYPE_CHECKING:
+    from spade_rt.model.config import GeneratorConfig
 
 S = argparse.SUPPRESS
 DATASET_MODES = ("coco", "ade20k", "cityscapes", "facades", "custom", "procedural")
@@ -139,6 +142,86 @@ class TrainOptions:
         return out
 
 
+# ---- checks: every value of a run, torch-free (`spade-rt train` runs them before torch is imported) -------
+# whole-number options and their least value
+COUNTS = {"batch_size": 1, "steps": 1, "save_every": 1, "snapshot_every": 1, "sample_every": 1, "log_every": 1,
+          "ndf": 1, "num_D": 1, "n_layers_D": 1, "num_samples": 1, "procedural_size": 1,
+          "lr_decay_steps": 0}  # fmt: skip
+
+
+def check_train_options(o: TrainOptions, world_size: int = 1) -> GeneratorConfig:
+    """Every value of ``o`` checked, in the flags' names (a field's flag is --field-name): counts and rates,
+    the generator (the preset's values filled in; the crop size a multiple of the generator's size cell; the
+    original style encoder's limits) and batch norm's need for two values per channel with ``world_size``
+    processes. Returns the generator's config. torch-free: a bad value costs no torch import."""
+    from spade_rt.validation import CLI, check_int_option
+
+    flat = o.flat()
+    for key, lo in COUNTS.items():
+        check_int_option(key, flat[key], lo, None, CLI)
+    if flat["workers"] is not None:
+        check_int_option("workers", flat["workers"], 0, None, CLI, "a number of processes")
+    if not 0.0 <= o.optim.ema_decay < 1.0:
+        raise ConfigError(f"{CLI.say('ema_decay', o.optim.ema_decay)}: expected a decay in [0, 1)")
+    if o.optim.dtype not in ("float32", "float64"):
+        raise ConfigError(f"{CLI.say('dtype', o.optim.dtype)}: expected float32 or float64")
+    if not o.optim.lr > 0:
+        raise ConfigError(f"{CLI.say('lr', o.optim.lr)}: expected a learning rate > 0")
+    cfg = generator_config(o.network)
+    check_batch_statistics(cfg, o.optim.batch_size, world_size)
+    return cfg
+
+
+def generator_config(n: NetworkOptions) -> GeneratorConfig:
+    """The preset's generator with the options given; the crop size and the original encoder's limits checked."""
+    from spade_rt.model.config import GeneratorConfig
+
+    preset = PRESETS.get(n.preset)
+    upsampling = n.num_upsampling_layers or (preset.num_upsampling_layers if preset else "normal")
+    crop, cell = n.crop_size or (preset.crop_size if preset else 256), 2 ** UPSAMPLING_LAYERS.get(upsampling, 5)
+    if isinstance(crop, int) and crop > 0 and crop % cell:  # else the generator quietly trains at a multiple
+        raise ConfigError(
+            f"--crop-size {crop}: expected a multiple of {cell} ({upsampling!r} upsampling doubles the generator's "
+            f"first map {UPSAMPLING_LAYERS[upsampling]} times), e.g. {max(cell, round(crop / cell) * cell)}"
+        )
+    cfg = GeneratorConfig.from_preset(
+        n.preset,
+        label_nc=n.label_nc,
+        contain_dontcare_label=n.contain_dontcare_label,
+        use_instance=n.use_instance,
+        crop_size=n.crop_size,
+        aspect_ratio=n.aspect_ratio,
+        num_upsampling_layers=n.num_upsampling_layers,
+        ngf=n.ngf,
+        norm_G=n.norm_G,
+        use_vae=n.use_vae,
+        z_dim=n.z_dim,
+        has_encoder=n.use_vae,
+        norm_E=n.norm_E,
+    )
+    if n.use_vae and cfg.crop_size < 256:
+        raise ConfigError(
+            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
+            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
+        )
+    if n.use_vae and n.z_dim != 256:
+        raise ConfigError(f"use_vae needs z_dim 256 (got {n.z_dim}): the original style encoder always encodes 256-d z")
+    return cfg
+
+
+def check_batch_statistics(cfg: GeneratorConfig, batch_size: int, world_size: int) -> None:
+    """Batch norm in training needs more than one value per channel: the first feature map (sh x sw) of a small
+    crop times the batch of one process must hold two at least (else torch fails at the first step)."""
+    sh, sw = cfg.latent_hw
+    per_process = max(1, batch_size // max(1, world_size))
+    if cfg.param_free_norm == "batch" and per_process * sh * sw < 2:
+        raise ConfigError(
+            f"--batch-size {batch_size} with --crop-size {cfg.crop_size} gives batch norm one value per channel on "
+            f"the generator's first {sh}x{sw} map ({per_process} per process): expected --batch-size 2 or more per "
+            "process, a larger --crop-size, or an instance-norm --norm-G (e.g. spectralspadeinstance3x3)"
+        )
+
+
 TRAIN_DESCRIPTION = """\
 Train a SPADE generator (hinge GAN + multiscale feature matching [+ VGG19] [+ KLD], TTUR Adam) and write
 RUN/latest.safetensors, a complete spade-rt model replaced atomically at every save (export it with
@@ -155,6 +238,13 @@ examples:
       --vgg-weights vgg19.pth --out runs/coco
   spade-rt train --out runs/coco --resume --steps 300000
 """
+
+
+def switch_off(group: Any, flag: str, help: str) -> None:
+    """A ``--no-X`` flag that sets the field X (dashes as underscores) to False."""
+    group.add_argument(
+        flag, dest=flag.removeprefix("--no-").replace("-", "_"), action="store_false", default=S, help=help
+    )
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -193,31 +283,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="the original's modes (default: resize_and_crop; fixed for cityscapes and procedural)",
     )
     g.add_argument("--load-size", type=int, default=S, help="resize target before cropping (default crop*286/256)")
-    g.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no random horizontal flips")
+    switch_off(g, "--no-flip", "no random horizontal flips")
     g.add_argument("--procedural-size", type=int, default=S, help="procedural mode: number of scenes (10000)")
-    g.add_argument(
-        "--no-data-check",
-        dest="data_check",
-        action="store_false",
-        default=S,
-        help="skip reading every label map at start (ids are still checked when loaded)",
-    )
-    g.add_argument(
-        "--no-pairing-check",
-        dest="pairing_check",
-        action="store_false",
-        default=S,
-        help="allow label maps and images of different sizes (both are resized)",
-    )
+    switch_off(g, "--no-data-check", "skip reading every label map at start (ids are still checked when loaded)")
+    switch_off(g, "--no-pairing-check", "allow label maps and images of different sizes (both are resized)")
     g.add_argument("--workers", type=int, default=S, help="data loader processes (default 4 on CUDA, 0 on CPU)")
 
     g = p.add_argument_group("generator (default: the preset's value)")
-    g.add_argument("--label-nc", type=int, default=S, help="classes without dontcare")
-    g.add_argument("--instance", dest="use_instance", action=argparse.BooleanOptionalAction, default=S)
-    g.add_argument("--dontcare", dest="contain_dontcare_label", action=argparse.BooleanOptionalAction, default=S)
-    g.add_argument("--crop-size", type=int, default=S, help="output width (a multiple of 32; 64 for 'more')")
-    g.add_argument("--aspect-ratio", type=float, default=S, help="width / height")
-    g.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default=S)
+    add_network_flags(g, S)
     g.add_argument("--ngf", type=int, default=S, help="generator width (default 64)")
     g.add_argument("--norm-G", default=S, help="default spectralspadesyncbatch3x3 (sync BN across processes)")
     g.add_argument("--use-vae", action="store_true", default=S, help="train a style encoder + KLD (z = mu + eps*std)")
@@ -236,14 +309,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=S, help="global batch, split over processes (default 1)")
     g.add_argument("--steps", type=int, default=S, help="train until this step (default 100000)")
     g.add_argument("--lr", type=float, default=S, help="base learning rate (default 2e-4; TTUR: G lr/2, D lr*2)")
-    g.add_argument("--no-ttur", dest="ttur", action="store_false", default=S, help="same lr for G and D")
+    switch_off(g, "--no-ttur", "same lr for G and D")
     g.add_argument("--beta1", type=float, default=S, help="Adam beta1 (default 0; 0.5 with --no-ttur)")
     g.add_argument("--beta2", type=float, default=S, help="Adam beta2 (default 0.9; 0.999 with --no-ttur)")
     g.add_argument("--lr-decay-steps", type=int, default=S, help="linear decay to 0 over the last N steps (0)")
     g.add_argument("--lambda-feat", type=float, default=S, help="feature matching weight (default 10)")
     g.add_argument("--lambda-vgg", type=float, default=S, help="VGG perceptual weight (default 10)")
     g.add_argument("--lambda-kld", type=float, default=S, help="KLD weight (default 0.05)")
-    g.add_argument("--no-gan-feat-loss", dest="gan_feat_loss", action="store_false", default=S)
+    switch_off(
+        g, "--no-gan-feat-loss", "no discriminator feature matching loss (on by default, weighted by --lambda-feat)"
+    )
     g.add_argument(
         "--vgg-weights",
         default=S,
@@ -252,7 +327,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ema", action="store_true", default=S, help="keep an EMA of G; RUN/latest holds the EMA weights")
     g.add_argument("--ema-decay", type=float, default=S, help="EMA decay per step (default 0.999)")
-    g.add_argument("--no-amp", dest="amp", action="store_false", default=S, help="no fp16 autocast on CUDA")
+    switch_off(g, "--no-amp", "no fp16 autocast on CUDA")
     g.add_argument("--seed", type=int, default=S, help="weights, data order and augmentation (default 0)")
     g.add_argument("--device", default=S, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument(
@@ -265,4 +340,4 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-every", type=int, default=S, help="write a sample grid every N steps (1000)")
     g.add_argument("--log-every", type=int, default=S, help="record losses every N steps (50)")
     g.add_argument("--num-samples", type=int, default=S, help="samples in each grid (8)")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    switch_off(g, "--no-tensorboard", "write no event files to RUN/tensorboard/ (stats.jsonl keeps the losses)")

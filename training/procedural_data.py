@@ -12,19 +12,11 @@ available for training a ``coco``-preset model on the same scenes.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from spade_rt.palettes import colorize
-from spade_rt.procedural import COCO_TO_LANDSCAPE, LANDSCAPE_CLASSES, LANDSCAPE_NAMES, landscape
+from spade_rt.procedural import COCO_TO_LANDSCAPE, LANDSCAPE_CLASSES, LANDSCAPE_NAMES, landscape, value_noise
 
 NUM_LANDSCAPE_CLASSES = len(LANDSCAPE_NAMES)
-
-
-def value_noise(rng: np.random.Generator, h: int, w: int, cells_y: int, cells_x: int | None = None) -> np.ndarray:
-    """(h, w) float32 smooth noise in about [0, 1]: a random (cells_y+1, cells_x+1) grid, bicubic-upsampled."""
-    cells_x = cells_y if cells_x is None else cells_x
-    coarse = rng.random((cells_y + 1, cells_x + 1)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.float32)  # mode F
 
 
 def fractal_noise(rng: np.random.Generator, h: int, w: int, base: int, octaves: int = 4, stretch: float = 1.0):

@@ -15,11 +15,17 @@ import sys
 from pathlib import Path
 
 from spade_rt.errors import ConfigError, SpadeRtError
-from spade_rt.training.options import TRAIN_DESCRIPTION, TRAIN_EPILOG, TrainOptions, add_train_arguments
+from spade_rt.training.options import (
+    TRAIN_DESCRIPTION,
+    TRAIN_EPILOG,
+    TrainOptions,
+    add_train_arguments,
+    check_train_options,
+)
 
 log = logging.getLogger("spade_rt")
 
-__all__ = ["add_train_arguments", "main", "run_from_args", "training_options"]
+__all__ = ["add_train_arguments", "checked_training_options", "main", "run_from_args", "training_options"]
 
 
 def training_options(args: argparse.Namespace) -> TrainOptions:
@@ -37,12 +43,21 @@ def training_options(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions.from_flat(given)
 
 
+def checked_training_options(args: argparse.Namespace) -> TrainOptions:
+    """``training_options`` with every value checked (``check_train_options``), torch-free: `spade-rt train`
+    calls it before torch is imported; a torchrun process, with the number of processes torchrun starts."""
+    options = training_options(args)
+    check_train_options(options, int(os.environ.get("WORLD_SIZE", "1")))
+    return options
+
+
 def run_from_args(args: argparse.Namespace) -> int:
+    options = checked_training_options(args)
     from spade_rt.training.training_loop import training_loop
 
     training_loop(
         args.run_dir,
-        training_options(args),
+        options,
         resume=getattr(args, "resume", False),
         progress=not getattr(args, "quiet", False),
     )
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet or rank else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("PIL").setLevel(logging.WARNING)  # -v: not Pillow's line per PNG chunk
     if rank:
         args.quiet = True  # one progress bar: process 0's
     try:

@@ -15,6 +15,7 @@ Outputs in ``run_dir``: ``latest.safetensors`` (a complete native model, EMA wei
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import random
@@ -44,7 +45,7 @@ from spade_rt.training.dataset import (
 )
 from spade_rt.training.discriminator import MultiscaleDiscriminator
 from spade_rt.training.loss import LossWeights, SPADELoss, VGGLoss
-from spade_rt.training.options import NetworkOptions, OptimizerOptions, TrainOptions
+from spade_rt.training.options import NetworkOptions, OptimizerOptions, TrainOptions, check_train_options
 from spade_rt.training.state import capture_rng, load_state, restore_rng, save_state
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,10 @@ def training_loop(
     run = Path(run_dir)
     info = distributed.init_distributed(o.optim.device)
     dev = info.device
-    _check_options(flat)
+    # configuration and data: everything that can be wrong fails here, before any step (`spade-rt train`
+    # ran the same checks before importing torch; here with the real number of processes)
+    cfg = check_train_options(o, info.world_size)
     fdtype = {"float32": torch.float32, "float64": torch.float64}[o.optim.dtype]
-
-    # configuration and data: everything that can be wrong fails here, before any step
-    cfg = generator_config(o.network)
-    _check_batch_statistics(cfg, o.optim.batch_size, info.world_size)
     saved_options = _check_run_dir(run, flat, resume)
     for folder in (run, run / "snapshots", run / "samples"):  # what a run killed while saving left behind
         sweep_dead_temporaries(folder, folder=True)
@@ -193,33 +192,6 @@ def training_loop(
 
 
 # ---- the pieces, in the order the loop uses them ----------------------------------------------------------
-def generator_config(n: NetworkOptions) -> GeneratorConfig:
-    """The preset's generator with the options given; VAE constraints of the original encoder checked."""
-    cfg = GeneratorConfig.from_preset(
-        n.preset,
-        label_nc=n.label_nc,
-        contain_dontcare_label=n.contain_dontcare_label,
-        use_instance=n.use_instance,
-        crop_size=n.crop_size,
-        aspect_ratio=n.aspect_ratio,
-        num_upsampling_layers=n.num_upsampling_layers,
-        ngf=n.ngf,
-        norm_G=n.norm_G,
-        use_vae=n.use_vae,
-        z_dim=n.z_dim,
-        has_encoder=n.use_vae,
-        norm_E=n.norm_E,
-    )
-    if n.use_vae and cfg.crop_size < 256:
-        raise ConfigError(
-            f"use_vae needs crop_size >= 256 (got {cfg.crop_size}): the original style encoder resizes images to "
-            "256x256 and ends in a 4x4 map only with its sixth layer, which it has from crop size 256 on"
-        )
-    if n.use_vae and n.z_dim != 256:
-        raise ConfigError(f"use_vae needs z_dim 256 (got {n.z_dim}): the original style encoder always encodes 256-d z")
-    return cfg
-
-
 def build_dataset_for(cfg: GeneratorConfig, o: TrainOptions):
     d = o.data
     return build_dataset(
@@ -300,10 +272,7 @@ def build_loss(nets: Networks, cfg: GeneratorConfig, o: TrainOptions, info, dev,
         ids = [dev.index] if dev.type == "cuda" else None
         G_run, D_run = DistributedDataParallel(nets.G, device_ids=ids), DistributedDataParallel(nets.D, device_ids=ids)
         E_run = DistributedDataParallel(nets.E, device_ids=ids) if nets.E is not None else None
-    lo = o.loss
-    weights = LossWeights(
-        lo.lambda_feat, lo.lambda_vgg, lo.lambda_kld, lo.gan_feat_loss, kld_scale=float(info.world_size)
-    )
+    weights = LossWeights(**dataclasses.asdict(o.loss), kld_scale=float(info.world_size))
     return SPADELoss(
         G_run, D_run, nets.D, E_run, nets.G, nets.E, cfg.num_label_ids, weights, VGGLoss(vgg) if vgg else None
     )
@@ -369,33 +338,6 @@ def save_run(run: Path, step: int, nets: Networks, opts: Optimizers, cfg, o: Tra
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
-def _check_options(o: dict[str, Any]) -> None:
-    for name in ("batch_size", "steps", "save_every", "snapshot_every", "sample_every", "log_every", "ndf"):
-        if not isinstance(o[name], int) or o[name] < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {o[name]!r}")
-    if o["num_D"] < 1 or o["n_layers_D"] < 1:
-        raise ConfigError(f"num_D and n_layers_D must be >= 1, got {o['num_D']} and {o['n_layers_D']}")
-    if not 0.0 <= o["ema_decay"] < 1.0:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {o['ema_decay']}")
-    if o["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be float32 or float64, got {o['dtype']!r}")
-    if o["lr"] <= 0:
-        raise ConfigError(f"lr must be > 0, got {o['lr']}")
-
-
-def _check_batch_statistics(cfg: GeneratorConfig, batch_size: int, world_size: int) -> None:
-    """Batch norm in training needs more than one value per channel: the first feature map (sh x sw) of a small
-    crop times the batch of one process must hold two at least (else torch fails at the first step)."""
-    sh, sw = cfg.latent_hw
-    per_process = max(1, batch_size // max(1, world_size))
-    if cfg.param_free_norm == "batch" and per_process * sh * sw < 2:
-        raise ConfigError(
-            f"--batch-size {batch_size} with --crop-size {cfg.crop_size} gives batch norm one value per channel on "
-            f"the generator's first {sh}x{sw} map ({per_process} per process): expected --batch-size 2 or more per "
-            "process, a larger --crop-size, or an instance-norm --norm-G (e.g. spectralspadeinstance3x3)"
-        )
-
-
 def _check_run_dir(run: Path, options: dict[str, Any], resume: bool) -> dict[str, Any] | None:
     """A new run refuses a directory that holds one; a resumed run refuses changed model options."""
     if not resume:

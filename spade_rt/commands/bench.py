@@ -88,7 +88,7 @@ def register(sub) -> None:
         "as skipped, with the reason",
     )
     p.add_argument("--batch", default="1,4", help="batch sizes; 1 gives latency, larger ones throughput")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the contestants run (default cpu)")
     p.add_argument(
         "--repeats", type=positive_int, default=10, help="interleaved repetitions at batch 1, 1 or more (default 10)"
     )

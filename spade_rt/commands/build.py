@@ -11,9 +11,11 @@ from spade_rt.validation import CLI, check_model_output, check_recipe_preset
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_rt.engines.recipes import get_recipe
+
+    recipe = get_recipe(args.recipe) if args.recipe else None  # an unknown name lists the recipes, before all else
     require_toolchain("build", ("onnx",))
     from spade_rt.cache import built_dir
-    from spade_rt.engines.recipes import get_recipe
     from spade_rt.io_utils import check_output_file
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.spec import manifest_path
@@ -25,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     kind = model_kind(source)
     if kind == "engine":
         raise InputError(f"{source} is already an engine: build takes an ONNX graph or a spade-rt model")
-    recipe = get_recipe(args.recipe) if args.recipe else None
     destination = args.destination or (recipe.engine_path(built) if recipe else built / f"{source.stem}.engine")
     check_output_file(destination, "-o" if args.destination else "engine")  # before any export or build
     check_output_file(manifest_path(destination), "manifest")
@@ -78,9 +79,12 @@ def register(sub) -> None:
         help="where recipe graphs and engines without -o go: DIR/built/ (default: $SPADE_RT_CACHE, else "
         "~/.cache/spade-rt)",
     )
+    from spade_rt.engines.recipes import load_recipes  # torch-free: engines/recipes.json
+
     p.add_argument(
         "--recipe",
-        help="export + build options of engines/recipes.json, e.g. ade20k-256-fp16 (spade-rt model input)",
+        help="export + build options of engines/recipes.json, for a spade-rt model input: one of "
+        + ", ".join(load_recipes()),
     )
     p.add_argument(
         "--backend",

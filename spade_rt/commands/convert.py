@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from spade_rt.commands.common import require_toolchain
-from spade_rt.presets import preset_names
+from spade_rt.presets import add_network_flags, preset_names
 
 log = logging.getLogger("spade_rt")
 
@@ -21,32 +22,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the generator takes z (read from the file: a linear fc means VAE)",
     )
-    g.add_argument(
-        "--label-nc",
-        type=int,
-        help="number of classes without dontcare (preset: coco 182, ade20k 150, cityscapes 35, facades/custom 13)",
-    )
-    g.add_argument(
-        "--instance",
-        dest="use_instance",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the model takes an instance edge channel (preset: coco, cityscapes)",
-    )
-    g.add_argument(
-        "--dontcare",
-        dest="contain_dontcare_label",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="stored 255 becomes id label_nc and is an input channel (preset: coco, ade20k)",
-    )
-    g.add_argument(
-        "--num-upsampling-layers",
-        choices=("normal", "more", "most"),
-        help="preset: 'more' for cityscapes, else 'normal'; 'most' is read from the file",
-    )
-    g.add_argument("--crop-size", type=int, help="output width (preset: 256, cityscapes 512)")
-    g.add_argument("--aspect-ratio", type=float, help="width / height (preset: 1, cityscapes 2)")
+    add_network_flags(g, None)
 
 
 def _model_options(args: argparse.Namespace) -> dict:
@@ -67,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.validation import CLI, check_model_output
 
     check_model_output(args.output, "native", "output_path", CLI)  # before torch is even imported
+    check_convert_source(Path(args.checkpoint))
     require_toolchain("convert")
     from spade_rt.model.convert import convert_checkpoint
 
@@ -88,6 +65,33 @@ def run(args: argparse.Namespace) -> int:
         ", VAE" + (" + encoder" if cfg.has_encoder else "") if cfg.use_vae else "",
     )
     return 0
+
+
+def check_convert_source(path: Path) -> None:
+    """A spade-rt model, a graph or an engine given to convert: say what it is (it needs no converting)."""
+    from spade_rt.errors import InputError, ModelFormatError
+    from spade_rt.model.header import FORMAT, read_safetensors_header  # torch-free
+    from spade_rt.runtime.model_kind import KINDS, RUN_LATEST, sniff
+
+    if path.is_dir() and (path / RUN_LATEST).is_file():
+        kind = "native"
+    else:
+        kind = sniff(path) if path.is_file() else None
+        if kind == "native":  # a safetensors file: a spade-rt model says so in its header
+            try:
+                kind = "native" if read_safetensors_header(path)[0].get("format") == FORMAT else None
+            except ModelFormatError:
+                kind = None  # damaged: convert's own reader says what is wrong
+    if kind == "native":
+        raise InputError(
+            f"{path} is already a spade-rt model: use it as it is (spade-rt synthesize/export/info {path}); convert "
+            "reads original SPADE checkpoints (latest_net_G.pth)"
+        )
+    if kind in ("onnx", "engine"):
+        raise InputError(
+            f"{path} is {KINDS[kind].what}, made from a spade-rt model; convert reads original SPADE checkpoints "
+            "(latest_net_G.pth)"
+        )
 
 
 def register(sub) -> None:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from spade_rt.commands.common import parse_batch, parse_size, require_toolchain
 from spade_rt.errors import ConfigError, InputError
+from spade_rt.validation import GRAPH_CHOICES
+
+GRAPH_FLAGS = ("precision", "output", "batch", "size", "dynamic", "opset", "graph", "index_pad", "lookup")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,21 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
 
-    options = GraphOptions(
-        precision=args.precision,
-        output=args.output,
-        batch=args.batch,
-        size=args.size,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        graph=args.graph,
-        index_pad=args.index_pad,
-        lookup=args.lookup,
-    )
     export_model(
         args.model,
         args.destination,
-        options,
+        GraphOptions(**graph_flags(args)),
         verify=not args.no_verify,
         verify_samples=2 if args.verify_samples is None else args.verify_samples,
         verify_labels=args.verify_labels,
@@ -70,19 +62,12 @@ def check_export_args(args: argparse.Namespace) -> None:
             raise InputError(f"--verify-labels {png}: not found")
     cfg = model_config(args.model)
     shape = ModelShape(cfg.output_hw, 2**cfg.num_up, cfg.num_upsampling_layers, cfg.use_vae)
-    check_graph_options(
-        precision=args.precision,
-        output=args.output,
-        batch=args.batch,
-        size=args.size,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        graph=args.graph,
-        index_pad=args.index_pad,
-        lookup=args.lookup,
-        model=shape,
-        voice=CLI,
-    )
+    check_graph_options(**graph_flags(args), model=shape, voice=CLI)
+
+
+def graph_flags(args: argparse.Namespace) -> dict:
+    """The graph's options as given (dest = the GraphOptions field = check_graph_options' keyword)."""
+    return {key: getattr(args, key) for key in GRAPH_FLAGS}
 
 
 def register(sub) -> None:
@@ -97,13 +82,13 @@ def register(sub) -> None:
     p.add_argument("-o", dest="destination", required=True, metavar="OUT.onnx", help="graph to write")
     p.add_argument(
         "--precision",
-        choices=("fp32", "fp16"),
+        choices=GRAPH_CHOICES["precision"],
         default="fp32",
         help="fp16: FP16 weights and convolutions in the graph itself (what strongly typed TensorRT needs)",
     )
     p.add_argument(
         "--output",
-        choices=("float", "uint8"),
+        choices=GRAPH_CHOICES["output"],
         default="float",
         help="float: N x 3 x H x W in [-1, 1]; uint8: N x H x W x 3 RGB (4x less to copy back)",
     )
@@ -125,7 +110,7 @@ def register(sub) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
     p.add_argument(
         "--graph",
-        choices=("static", "dedup"),
+        choices=GRAPH_CHOICES["graph"],
         default="static",
         help="static: shape-static graph for TensorRT and GPUs (default); dedup: computes SPADE's "
         "gamma/beta once per distinct 5x5 label patch (exact; ~1.7x faster on CPUs with ONNX Runtime, "
@@ -133,14 +118,14 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--index-pad",
-        choices=("int32", "float"),
+        choices=GRAPH_CHOICES["index_pad"],
         default="int32",
         help="int32: pad the index maps as int32 (default; TensorRT fuses it into the lookups); float: pad them "
         "as float32 (exact), for ONNX Runtime's CUDA provider, which has no int32 Pad kernel",
     )
     p.add_argument(
         "--lookup",
-        choices=("gather", "onehot"),
+        choices=GRAPH_CHOICES["lookup"],
         default="gather",
         help="gather: one-hot convs as row lookups (default); onehot: a one-hot map built on the device and one "
         "dense conv per resolution (more MACs, fewer kernels; exact either way; measure with spade-rt bench)",

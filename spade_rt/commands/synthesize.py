@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             args.instance,
             not args.no_resize,
             palette,
+            note_resize=True,
             max_pixels=args.max_pixels,
             dynamic_multiple=dynamic,
             voice=CLI,
@@ -94,17 +95,8 @@ def check_synthesize_args(args: argparse.Namespace) -> tuple[str, object, bool]:
     check_tier_choice(args.tier)
     kind, spec = peek_spec(args.model)
     resolve_tier(args.tier, spec, kind, args.backend)  # one line where this file or backend cannot run it
-    check_model_options(
-        spec,
-        args.model,
-        kind,
-        seed=args.seed,
-        z=args.z,
-        style=args.style,
-        rebuild=args.rebuild,
-        trust_engine=args.trust_engine,
-        voice=CLI,
-    )
+    model_flags = {key: getattr(args, key) for key in ("seed", "z", "style", "rebuild", "trust_engine")}
+    check_model_options(spec, args.model, kind, **model_flags, voice=CLI)  # the flags some models only take
     for key, path in (("--z", args.z), ("--style", args.style)):
         if path is not None and not Path(path).is_file():
             raise InputError(f"{key} {path}: not found")

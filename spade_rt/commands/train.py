@@ -9,8 +9,10 @@ from spade_rt.commands.common import require_toolchain
 
 def run(args: argparse.Namespace) -> int:
     from spade_rt.io_utils import check_output_dir
+    from spade_rt.training.train import checked_training_options  # torch-free
 
     check_output_dir(args.run_dir, "--out")  # before any data is read or any step is run
+    checked_training_options(args)  # every value, before torch is imported
     require_toolchain("train", ("torch", "safetensors"))
     from spade_rt.training.train import run_from_args
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spade_rt.commands.common import require_toolchain
 from spade_rt.runtime.peek import peek_spec
+from spade_rt.validation import GRAPH_CHOICES
 
 log = logging.getLogger("spade_rt")
 
@@ -116,7 +117,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "fp16"),
+        choices=GRAPH_CHOICES["precision"],
         help="spade-rt models: precision of the exported graph (default fp32; fp16 for TensorRT execution on GPUs); "
         "a graph or engine keeps its own",
     )
@@ -142,7 +143,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--graph",
-        choices=("static", "dedup"),
+        choices=GRAPH_CHOICES["graph"],
         default="static",
         help="spade-rt models: the exported graph (dedup: fastest on CPUs; static: TensorRT, GPUs)",
     )

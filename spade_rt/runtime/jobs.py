@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from spade_rt.errors import InputError
@@ -25,11 +26,30 @@ def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+LOSSY_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"}  # pictures whose ids compression would change
+
+
 def list_label_maps(directory: Path) -> list[Path]:
     files = sorted((p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
     if not files:
         raise InputError(f"no label maps (.png, .bmp, .tif) in {directory}")
     return files
+
+
+def skipped_files(directory: Path) -> list[str]:
+    """'NAME (why)' for each file of ``directory`` that folder mode does not read (hidden files aside)."""
+    skipped = []
+    for p in sorted(directory.iterdir(), key=natural_key):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() in IMAGE_SUFFIXES:
+            continue
+        lossy = LOSSY_SUFFIXES.get(p.suffix.lower())
+        skipped.append(f"{p.name} ({lossy}, lossy: its ids would be changed)" if lossy else f"{p.name} (not a picture)")
+    return skipped
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 image', '2 images'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def pair_instances(labels: list[Path], instance_dir: Path | None) -> list[Path | None]:
@@ -114,7 +134,16 @@ def synthesize_folder(
     labels, instances, sizes, read = check_folder(
         synth.spec, labels_dir, instance_dir, resize=resize, palette=palette, max_pixels=max_pixels, voice=voice
     )
+    skipped = skipped_files(labels_dir)
+    if skipped:  # one line: what was left out, and why (label maps are .png, .bmp or .tif)
+        shown_names = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        log.warning("skipped %s in %s: %s; label maps are .png, .bmp or .tif", plural(len(skipped), "file"),
+                    labels_dir, shown_names)  # fmt: skip
     spec = synth.spec.labels
+    resized = 0 if synth.spec.dynamic_size or not resize else sum(_size(p) != (spec.height, spec.width) for p in labels)
+    if resized:
+        log.info("resizing %s of %d to the model's %dx%d (nearest)", plural(resized, "map"), len(labels), spec.height,
+                 spec.width)  # fmt: skip
     if spec.use_instance and instance_dir is None:
         log.info("no instance map given: using each label map's boundaries as instance edges")
     elif not spec.use_instance and instance_dir is not None:
@@ -139,8 +168,14 @@ def synthesize_folder(
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
-    log.info("wrote %d images to %s", len(written), out_dir)
+    log.info("wrote %s to %s", plural(len(written), "image"), out_dir)
     return written
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """(H, W) of a picture, from its header."""
+    with Image.open(path) as im:
+        return im.height, im.width
 
 
 def _chunks(items: list, sizes: list, batch_size: int) -> list[list]:

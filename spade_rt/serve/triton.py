@@ -38,6 +38,7 @@ from spade_rt import __version__
 from spade_rt.errors import ConfigError, InputError, ModelFormatError
 from spade_rt.io_utils import sha256_file
 from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, ModelSpec, Z, manifest_path, report_path, spec_from_dict
+from spade_rt.validation import check_triton_name
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ BACKENDS = ("native", "python")
 CONFIG = "config.pbtxt"
 SIDECAR = "spade_rt.json"
 PNG_SUFFIX = "_png"  # the PNG model's name: NAME_png
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MODEL_PY = '''"""Triton python-backend model written by `spade-rt triton` {version}: {what}.
 
 The code is the installed spade-rt's (spade_rt/serve/triton_python.py); Triton's python backend must run
@@ -75,8 +75,7 @@ class TritonOptions:
     tier: str = "auto"  # python backend: the precision tier (spade_rt.runtime.tiers); auto: the graph's own
 
     def validate(self, kind: str) -> TritonOptions:
-        if not NAME_RE.match(self.name):
-            raise ConfigError(f"model name {self.name!r}: use letters, digits, '_', '-', '.' (not first)")
+        check_triton_name(self.name)  # the one rule, spade_rt.validation.TRITON_NAME_RE
         if self.instances < 1:
             raise ConfigError(f"--instances {self.instances}: expected 1 or more")
         if self.device not in ("gpu", "cpu"):
@@ -103,7 +102,8 @@ class TritonOptions:
 
 
 def default_name(path: Path) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip(".-") or "spade_rt"
+    # within the name rule (check_triton_name: at most 128), leaving room for NAME_png
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip(".-")[: 128 - len(PNG_SUFFIX)] or "spade_rt"
     return name
 
 
