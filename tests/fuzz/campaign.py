@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,10 @@ HERE = Path(__file__).resolve().parent
 TARGETS = tuple(sorted(p.stem.removeprefix("fuzz_") for p in HERE.glob("fuzz_*.py")))
 _STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/")
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+# Linux carries a process's peak resident size (ru_maxrss, what libFuzzer's -rss_limit_mb reads) across fork and
+# exec: a target started straight from a pytest process that has grown to 4 GB "used" 4 GB before its first input
+# (a false out-of-memory in the full suite). A child of a fresh interpreter starts its count at its own size.
+_FRESH_PEAK = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
 
 
 def run_target(target: str, seconds: int, out: Path, nice: int = 10) -> dict:
@@ -29,12 +35,17 @@ def run_target(target: str, seconds: int, out: Path, nice: int = 10) -> dict:
     where = out / target
     corpus = where / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
-    cmd = ["nice", "-n", str(nice), sys.executable, str(HERE / f"fuzz_{target}.py"),
+    cmd = [sys.executable, "-c", _FRESH_PEAK, "nice", "-n", str(nice), sys.executable, str(HERE / f"fuzz_{target}.py"),
            f"-max_total_time={seconds}", "-print_final_stats=1", f"-artifact_prefix={where}/",
            str(corpus), str(HERE / "corpus" / target)]  # fmt: skip
     t0 = time.monotonic()
     with open(where / "log.txt", "wb") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=seconds + 300, check=False)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=seconds + 300)
+        except subprocess.TimeoutExpired:  # a hung target: its whole group, the fresh interpreter's child included
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     text = (where / "log.txt").read_text(errors="replace")
     stats = _STATS.findall(text)
     done = _DONE.findall(text)
