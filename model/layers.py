@@ -68,15 +68,8 @@ class SNConv2d(nn.Module):
         )
 
 
-def conv2d(
-    spectral: bool,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    stride: int = 1,
-    padding: int = 0,
-    bias: bool = True,
-) -> nn.Module:
+def conv2d(spectral: bool, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+           bias: bool = True) -> nn.Module:  # fmt: skip
     """A plain or a spectral-norm conv with the original's parameter names."""
     if spectral:
         return SNConv2d(in_channels, out_channels, kernel_size, stride, padding, bias)

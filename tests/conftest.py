@@ -149,3 +149,22 @@ def demo_synth(demo_graph):
 
     with Synthesizer(demo_graph) as synth:
         yield synth
+
+
+def require_tools(missing: list[str], what: str, skip_var: str) -> None:
+    """A test that needs real tools (a browser, node, onnxruntime-web) fails without them, naming each one
+    missing, unless ``skip_var=1`` says to skip it knowingly (a skip is never counted as a pass)."""
+    if not missing:
+        return
+    message = f"{what} {' and '.join(missing)}"
+    if os.environ.get(skip_var) == "1":
+        pytest.skip(f"{message} (skipped: {skip_var}=1)")
+    pytest.fail(f"{message}; set {skip_var}=1 to skip it knowingly")
+
+
+def ort_web_dist() -> Path:
+    """onnxruntime-web's files, as `npm ci --prefix web` installs them (what `spade-rt web --ort-web` takes)."""
+    dist = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "onnxruntime-web" / "dist"
+    require_tools([] if dist.is_dir() else ["onnxruntime-web (npm ci --prefix web)"], "`spade-rt web` needs",
+                  "SPADE_RT_SKIP_BROWSER")  # fmt: skip
+    return dist

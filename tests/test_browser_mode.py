@@ -39,6 +39,7 @@ from spade_rt.procedural import landscape_labels
 from spade_rt.runtime.synthesizer import Synthesizer
 from spade_rt.serve.web_runtime import WASM_FILES, find_runtime
 
+from conftest import require_tools
 from serve_support import demo_graph_path, metric
 
 MOUNTAIN, SEA, SKY, TREE = 2, 7, 0, 4
@@ -53,11 +54,8 @@ def require_runtime() -> None:
         runtime = find_runtime()
     except Exception as exc:  # a wrong $SPADE_RT_ORT_WEB
         pytest.fail(str(exc))
-    if not runtime.available:
-        message = f"browser mode needs onnxruntime-web: {runtime.reason}"
-        if os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
-            pytest.skip(message + " (skipped: SPADE_RT_SKIP_BROWSER=1)")
-        pytest.fail(message + "; set SPADE_RT_SKIP_BROWSER=1 to skip it knowingly")
+    require_tools([] if runtime.available else [runtime.reason], "browser mode needs onnxruntime-web:",
+                  "SPADE_RT_SKIP_BROWSER")  # fmt: skip
 
 
 def last_frame(page) -> dict:

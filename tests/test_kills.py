@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ort_web_dist
 from serve_support import tiny_model
 
 
@@ -188,15 +189,6 @@ def test_train_killed_while_saving(tmp_path):
     pairs = sorted(p.name for p in (run / "snapshots").iterdir())
     assert all(sorted(p.suffix for p in (run / "snapshots").glob(f"{stem}.*")) == [".json", ".safetensors"]
                for stem in snapshots), pairs  # fmt: skip
-
-
-def ort_web_dist() -> Path:
-    dist = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "onnxruntime-web" / "dist"
-    if not dist.is_dir():
-        if os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
-            pytest.skip("onnxruntime-web is not installed (npm ci --prefix web)")
-        pytest.fail("`spade-rt web` needs onnxruntime-web: npm ci --prefix web (or SPADE_RT_SKIP_BROWSER=1)")
-    return dist
 
 
 @pytest.mark.slow

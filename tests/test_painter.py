@@ -30,7 +30,7 @@ from spade_rt.palettes import colorize
 from spade_rt.procedural import landscape_labels
 from spade_rt.runtime.synthesizer import Synthesizer
 
-from conftest import ROOT
+from conftest import ROOT, require_tools
 from serve_support import decode, demo_graph_path
 
 CHROMIUM = os.environ.get("SPADE_RT_CHROMIUM", "/usr/bin/chromium")
@@ -54,11 +54,7 @@ def require_browser() -> None:
         missing.append(f"chromium at {CHROMIUM} (apt-get install -y chromium, or set SPADE_RT_CHROMIUM)")
     if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (pip install -e '.[dev]')")
-    if missing:
-        message = f"the painter test needs a real browser: missing {' and '.join(missing)}"
-        if os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
-            pytest.skip(message + " (skipped: SPADE_RT_SKIP_BROWSER=1)")
-        pytest.fail(message + "; set SPADE_RT_SKIP_BROWSER=1 to skip it knowingly")
+    require_tools(missing, "the painter test needs a real browser: missing", "SPADE_RT_SKIP_BROWSER")
 
 
 # ---- the painter's rules, replayed ----------------------------------------------------------------------

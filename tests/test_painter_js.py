@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_tools
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = sorted((ROOT / "web" / "test").glob("*.test.mjs"))
 
@@ -27,11 +29,7 @@ def require_node() -> str:
         missing.append("node 20+ on PATH")
     if not (ROOT / "web" / "node_modules" / "pngjs").is_dir():
         missing.append("web/node_modules/pngjs (npm ci --prefix web --no-audit --no-fund --ignore-scripts)")
-    if missing:
-        message = f"the painter's JavaScript tests need {' and '.join(missing)}"
-        if os.environ.get("SPADE_RT_SKIP_NODE") == "1":
-            pytest.skip(message + " (skipped: SPADE_RT_SKIP_NODE=1)")
-        pytest.fail(message + "; set SPADE_RT_SKIP_NODE=1 to skip it knowingly")
+    require_tools(missing, "the painter's JavaScript tests need", "SPADE_RT_SKIP_NODE")
     return node
 
 

@@ -40,7 +40,7 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
     from spade_rt.runtime.model_kind import model_kind
     from spade_rt.runtime.synthesizer import Synthesizer
     from spade_rt.runtime.tiers import check_tier_choice
-    from spade_rt.serve.app import create_app
+    from spade_rt.serve.app import ServeApp, create_app
     from spade_rt.serve.server import run_server
     from spade_rt.serve.settings import effective_max_batch
     from spade_rt.serve.web_runtime import find_runtime
@@ -69,7 +69,7 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         on_gpu = getattr(synth.backend, "on_gpu", kind == "engine")  # engines run on GPUs; torch/OpenVINO here: CPU
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch, on_gpu=on_gpu)
         browser = browser_offer(runtime, browser_graph, spec, kind, served=browser_graph == source)
-        app, state = create_app(synth, settings, max_batch, name, kind, browser)
+        app, state = create_app(ServeApp(synth, settings, max_batch, name, kind, browser))
         log.info(
             "serving %s (%s, %s %dx%d, %d classes) with %s; batches of up to %d, %g ms max delay",
             name,

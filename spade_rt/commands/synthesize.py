@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         spec = synth.spec
         check_model_options(spec, args.model, kind, seed=args.seed, z=args.z, style=args.style, voice=CLI)
         palette = None if args.palette == "none" else (args.palette or palette_for(spec.preset))
-        dynamic = spec.size_multiple if spec.dynamic_size else None  # as Synthesizer: any multiple, never resized
+        dynamic = spec.dynamic_multiple  # as Synthesizer: any multiple, never resized
         z = None
         if spec.use_vae:
             if args.z is not None:
@@ -119,7 +119,7 @@ def check_maps(args: argparse.Namespace, spec, folder: bool) -> None:
         check_folder(spec, Path(args.labels), instance, resize=resize, palette=palette, max_pixels=args.max_pixels,
                      voice=CLI)  # fmt: skip
         return
-    dynamic = spec.size_multiple if spec.dynamic_size else None
+    dynamic = spec.dynamic_multiple
     load_inputs(spec.labels, args.labels, args.instance, resize, palette, note_missing_instance=False,
                 max_pixels=args.max_pixels, dynamic_multiple=dynamic, voice=CLI)  # fmt: skip
 

@@ -83,7 +83,7 @@ def check_folder(
     labels = list_label_maps(labels_dir)
     instances = pair_instances(labels, instance_dir)
     lspec = spec.labels
-    dynamic = spec.size_multiple if spec.dynamic_size else None  # a dynamic graph takes each map at its own size
+    dynamic = spec.dynamic_multiple  # a dynamic graph takes each map at its own size
     if not lspec.use_instance:
         instances = [None] * len(labels)  # said once by the caller, not once per map
 

@@ -43,6 +43,12 @@ class ModelSpec:
     def uses_edges(self) -> bool:
         return self.labels.use_instance
 
+    @property
+    def dynamic_multiple(self) -> int | None:
+        """What H and W of a map must be multiples of where the graph takes any size (each map is run at its
+        own size, never resized); None for a fixed-size graph (maps are resized to its size)."""
+        return self.size_multiple if self.dynamic_size else None
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields the runtime reads back (export adds provenance beside them)."""
         lab = self.labels

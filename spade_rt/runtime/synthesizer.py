@@ -142,7 +142,7 @@ class Synthesizer:
             instance=instance,
             edges=edges,
             resize=resize,
-            dynamic_multiple=self.spec.size_multiple if self.spec.dynamic_size else None,
+            dynamic_multiple=self.spec.dynamic_multiple,
         )
         if single:
             ids, e = ids[None], None if e is None else e[None]

@@ -497,16 +497,9 @@ class ServeApp:
         return pack(header, png)
 
 
-def create_app(
-    synth: Synthesizer,
-    settings: ServeSettings,
-    max_batch: int,
-    model: str,
-    kind: str,
-    browser: BrowserOffer | None = None,
-) -> tuple:
-    """(ASGI app, ServeApp): the Starlette routes behind the Guard middleware."""
-    state = ServeApp(synth, settings, max_batch, model, kind, browser)
+def create_app(state: ServeApp) -> tuple:
+    """(ASGI app, ``state``): the Starlette routes over ``state`` behind the Guard middleware."""
+    settings = state.settings
 
     @asynccontextmanager
     async def lifespan(app):

@@ -192,15 +192,11 @@ def prepare(
 ) -> Prepared:
     """Stored ids (+ instance map) -> checked model inputs: ``spade_rt.labels.prepare_inputs``, as Synthesizer."""
     try:
+        multiple = spec.dynamic_multiple
         ids, edges = prepare_inputs(
-            raw,
-            spec.labels,
-            instance=instance,
-            resize=resize,
-            dynamic_multiple=spec.size_multiple if spec.dynamic_size else None,
-            source=source,
+            raw, spec.labels, instance=instance, resize=resize, dynamic_multiple=multiple, source=source,
             instance_source="instance",
-        )
+        )  # fmt: skip
     except LabelError as exc:
         raise RequestError(422, str(exc), source) from None
     except InputError as exc:

@@ -55,6 +55,11 @@ def option(default: Any, flag: str | None, **kw: Any) -> Any:
     return field(default=default, metadata={"option": Option(flag, **kw)})
 
 
+def limit_option(default: Any, flag: str | None, **kw: Any) -> Any:
+    """A server limit: listed under "limits" in `--help` and shown in GET /v1/model's ``limits``."""
+    return option(default, flag, group="limits", api="limits", **kw)
+
+
 def shown(value: Any, unit: str = "") -> str:
     """A value as help, refusals and the docs show it: 4M, 16K, 5 s, 2 ms, 64."""
     if unit == "bytes" and value and value % 1024 == 0:
@@ -68,176 +73,91 @@ class ServeSettings:
     # -- where it listens
     host: str = option(LOOPBACK, "--host", help="address to listen on (default {default}: this machine only)")
     port: int = option(
-        8000,
-        "--port",
-        low=0,
-        high=65535,
-        note="0: any free port",
+        8000, "--port", low=0, high=65535, note="0: any free port",
         help="port (default {default}; 0: any free port, printed)",
     )
     # -- batching
     max_batch: int | None = option(  # None: the model's own maximum on GPUs (else 8), 1 on CPUs
-        None,
-        "--max-batch",
-        metavar="N",
-        low=1,
+        None, "--max-batch", metavar="N", low=1,
         help="pictures per backend call (default on GPUs: the graph's or engine's maximum batch, else 8; on CPUs 1, "
         "measured faster: docs/serving.md; 1: no batching)",
     )
     max_delay_ms: float = option(
-        2.0,
-        "--max-delay-ms",
-        unit="ms",
-        metavar="MS",
-        low=0,
-        high=10_000,
-        api="batching",
+        2.0, "--max-delay-ms", unit="ms", metavar="MS", low=0, high=10_000, api="batching",
         help="how long a request waits for others to share its batch when the backend is idle",
     )
     max_queue: int = option(
-        64,
-        "--max-queue",
-        metavar="N",
-        low=1,
-        api="batching",
+        64, "--max-queue", metavar="N", low=1, api="batching",
         help="pictures waiting at most; more get 503",
-        limit="pictures waiting for the backend",
-        past="`503` with `Retry-After`",
+        limit="pictures waiting for the backend", past="`503` with `Retry-After`",
     )
     # -- the trust boundary (spade_rt/serve/trust.py); checked in validate (their forms, not ranges)
     allow_origins: tuple[str, ...] = option(
-        (),
-        "--allow-origin",
-        group="trust",
-        metavar="ORIGIN",
+        (), "--allow-origin", group="trust", metavar="ORIGIN",
         help="another origin whose pages may use the API and the painter, as the browser sends it, e.g. "
         "http://tools.example:3000 (repeatable; * for any: then any web page you visit can use it)",
     )
     allow_hosts: tuple[str, ...] = option(
-        (),
-        "--allow-host",
-        group="trust",
-        metavar="NAME",
+        (), "--allow-host", group="trust", metavar="NAME",
         help="another name clients reach this server by (a reverse proxy's, a LAN name; repeatable; * for any)",
     )
     # -- what one request may cost
-    max_body_bytes: int = option(
-        4 << 20,  # label PNGs: a 2048x1024 map of noise is ~2 MB
-        "--max-body",
-        unit="bytes",
-        metavar="SIZE",
-        low=1024,
-        group="limits",
-        api="limits",
+    max_body_bytes: int = limit_option(
+        4 << 20, "--max-body", unit="bytes", metavar="SIZE", low=1024,  # label PNGs: 2048x1024 of noise is ~2 MB
         help="largest request body",
-        limit="request body",
-        past="`413`, from `Content-Length` or counted as it arrives",
+        limit="request body", past="`413`, from `Content-Length` or counted as it arrives",
     )
-    max_map_pixels: int = option(
-        2048 * 1024,
-        "--max-map-pixels",
-        unit="px",
-        metavar="PX",
-        low=1,
-        group="limits",
-        api="limits",
+    max_map_pixels: int = limit_option(
+        2048 * 1024, "--max-map-pixels", unit="px", metavar="PX", low=1,
         help="largest map sent with resize=true, read from its PNG header before decoding (default {default}); "
         "without resize a map must have the model's size",
         limit="a map's size, read from its PNG header before anything is decoded (without `resize=true` a map "
         "must have the model's own size)",
         past="`413` (without `resize=true`: `422`)",
     )
-    max_decodes: int = option(  # each decode may hold up to ~40 bytes per pixel of max_map_pixels
-        2,
-        "--max-decodes",
-        metavar="N",
-        low=1,
-        high=64,
-        group="limits",
-        api="limits",
+    max_decodes: int = limit_option(  # each decode may hold up to ~40 bytes per pixel of max_map_pixels
+        2, "--max-decodes", metavar="N", low=1, high=64,
         help="PNG decodes at once; others wait",
-        limit="PNG decodes at once",
-        past="the others wait",
+        limit="PNG decodes at once", past="the others wait",
     )
     # -- connections
-    max_connections: int = option(
-        64,
-        "--max-connections",
-        metavar="N",
-        low=1,
-        group="limits",
-        api="limits",
+    max_connections: int = limit_option(
+        64, "--max-connections", metavar="N", low=1,
         help="open connections of every kind (HTTP, idle, painters); more get 503",
         limit="open connections of every kind (HTTP, idle, painters), counted when each opens",
         past="`503` JSON with `Retry-After`, then the connection is closed (a painter's socket never opens)",
     )
-    max_painters: int = option(
-        16,
-        "--max-painters",
-        metavar="N",
-        low=0,
-        note="0: no painters",
-        group="limits",
-        api="limits",
+    max_painters: int = limit_option(
+        16, "--max-painters", metavar="N", low=0, note="0: no painters",
         help="painter WebSockets open at once; more are refused with 503",
-        limit="painter WebSockets open at once",
-        past="`503` JSON with `Retry-After`, the socket never opens",
+        limit="painter WebSockets open at once", past="`503` JSON with `Retry-After`, the socket never opens",
     )
-    max_head_bytes: int = option(
-        16 << 10,
-        "--max-head",
-        unit="bytes",
-        metavar="SIZE",
-        low=1024,
-        high=1 << 20,
+    max_head_bytes: int = limit_option(
+        16 << 10, "--max-head", unit="bytes", metavar="SIZE", low=1024, high=1 << 20,
         note="a browser's request head is about 1K",
-        group="limits",
-        api="limits",
         help="largest request line + headers",
-        limit="request line + headers",
-        past="`400`, connection closed; at most this much is buffered",
+        limit="request line + headers", past="`400`, connection closed; at most this much is buffered",
     )
-    idle_timeout_s: float = option(
-        5.0,
-        "--idle-timeout",
-        unit="s",
-        metavar="S",
-        low=0,
-        low_open=True,
-        high=3600,
-        group="limits",
-        api="limits",
+    idle_timeout_s: float = limit_option(
+        5.0, "--idle-timeout", unit="s", metavar="S", low=0, low_open=True, high=3600,
         help="seconds a connection may take to send a complete request head, after opening or after its last "
         "response; then it is closed",
         limit="time to send a complete request head, after opening or after the last response (silent, trickling "
         "and idle keep-alive sockets)",
         past='connection closed (`spade_rt_refused_total{reason="head_timeout"}`)',
     )
-    read_timeout_s: float = option(
-        10.0,
-        "--read-timeout",
-        unit="s",
-        metavar="S",
-        low=0,
-        low_open=True,
-        high=3600,
-        group="limits",
-        api="limits",
+    read_timeout_s: float = limit_option(
+        10.0, "--read-timeout", unit="s", metavar="S", low=0, low_open=True, high=3600,
         help="seconds a request body may pause; then 408",
-        limit="a pause in a request body",
-        past="`408`",
+        limit="a pause in a request body", past="`408`",
     )
     graceful_timeout_s: float = option(
-        30.0,
-        "--graceful-timeout",
-        unit="s",
-        metavar="S",
-        low=0,
+        30.0, "--graceful-timeout", unit="s", metavar="S", low=0,
         help="on SIGINT/SIGTERM, seconds the requests in flight get to finish",
     )
     jpeg_quality: int = option(90, None, low=1, high=95)
     warm_up: bool = option(
-        True, "--no-warm-up", help="start serving at once instead of running one picture and two largest batches first"
+        True, "--no-warm-up", help="start serving at once instead of running one picture and two largest batches first",
     )
     access_log: bool = option(False, "--access-log", help="log every request")
 

@@ -124,14 +124,8 @@ class TritonPythonModel:
                 raise InputError(f"{source}: {h}x{w} is more than the {limit} pixels accepted")
         if edges is not None and not spec.uses_edges:
             raise InputError(f"{self.name} takes no {EDGES}")
-        return prepare_inputs(
-            labels,
-            spec.labels,
-            edges=edges,
-            resize=False,
-            dynamic_multiple=spec.size_multiple if spec.dynamic_size else None,
-            source=source,
-        )
+        return prepare_inputs(labels, spec.labels, edges=edges, resize=False, dynamic_multiple=spec.dynamic_multiple,
+                              source=source)  # fmt: skip
 
     def _synthesize(self, requests) -> list:
         pb = self.pb
@@ -178,7 +172,7 @@ class TritonPythonModel:
             spec.labels,
             instance=inst,
             resize=not spec.dynamic_size,
-            dynamic_multiple=spec.size_multiple if spec.dynamic_size else None,
+            dynamic_multiple=spec.dynamic_multiple,
             source=source,
             instance_source=source.replace(LABEL_PNG, INSTANCE_PNG),
         )

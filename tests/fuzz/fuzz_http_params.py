@@ -27,7 +27,7 @@ from png_chunks import mutate as mutate_png
 
 with instrumented(("spade_rt", "python_multipart", "multipart", "starlette.formparsers")):
     from spade_rt.runtime.synthesizer import Synthesizer
-    from spade_rt.serve.app import create_app
+    from spade_rt.serve.app import ServeApp, create_app
     from spade_rt.serve.settings import ServeSettings
 
 GRAPH = CORPUS / "onnx_graph" / "tiny_exported_spec"  # labels + edges -> a 64 x 64 "picture", coco spec
@@ -39,7 +39,7 @@ for _name in ("multipart", "python_multipart"):
 _loop = asyncio.new_event_loop()
 _synth = Synthesizer(GRAPH, backend="onnxruntime", threads=1)
 SETTINGS = ServeSettings(max_body_bytes=1 << 20, max_map_pixels=1 << 18, warm_up=False)
-APP, STATE = create_app(_synth, SETTINGS, 4, "tiny", "onnx")
+APP, STATE = create_app(ServeApp(_synth, SETTINGS, 4, "tiny", "onnx"))
 _loop.run_until_complete(STATE.batcher.start(False))
 atexit.register(lambda: _loop.run_until_complete(STATE.batcher.close()))
 

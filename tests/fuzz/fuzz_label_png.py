@@ -10,12 +10,11 @@ check and the pixel budget first). Structure-aware: PNG chunks are mutated and r
 from __future__ import annotations
 
 import io
-import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import MiB, Target, attempt, instrumented, run_main
+from harness import MiB, Target, attempt, coco_spec, instrumented, run_main
 from png_chunks import mutate as mutate_png
 
 with instrumented(("spade_rt", "PIL.PngImagePlugin")):
@@ -23,17 +22,11 @@ with instrumented(("spade_rt", "PIL.PngImagePlugin")):
 
     from spade_rt.errors import SpadeRtError
     from spade_rt.labels import prepare_inputs, read_instance_map, read_label_ids
-    from spade_rt.runtime.spec import spec_from_dict
     from spade_rt.serve.inputs import RequestError, read_instance, read_labels
 
 ALLOWED = (SpadeRtError, RequestError)  # RequestError: the server's refusal (an HTTP status and one line)
 MAX_PIXELS = 1 << 19  # 512K pixels: every shipped sample map (640 x 480) fits
-SPEC = spec_from_dict(
-    {"preset": "coco", "label_nc": 182, "contain_dontcare_label": True, "use_instance": True, "height": 64,
-     "width": 64, "use_vae": False, "z_dim": 256, "output": "float", "precision": "fp32", "min_batch": 1,
-     "max_batch": 4, "dynamic_size": False},
-    "coco spec",
-)  # fmt: skip
+SPEC = coco_spec(use_vae=False, z_dim=256)
 
 
 def upload(data: bytes) -> io.BytesIO:
@@ -53,10 +46,6 @@ def run(data: bytes) -> None:
         attempt(ALLOWED, read_instance, data, SPEC, MAX_PIXELS, resize)
 
 
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    return mutate_png(data, rng)
-
-
 TARGET = Target(
     name="label_png",
     run=run,
@@ -65,7 +54,7 @@ TARGET = Target(
     # plus the palette decoder's int64 colour codes and the pipeline's copies, a few tens of bytes per pixel
     max_alloc=lambda n: 16 * MiB + 64 * MAX_PIXELS + 64 * n,
     max_len=32 << 10,
-    mutate=mutate,
+    mutate=mutate_png,
 )
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ every length around them re-encoded.
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -44,10 +43,6 @@ def run(data: bytes) -> None:
     attempt(ALLOWED, describe_graph, PATH)
 
 
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    return mutate_message(data, rng)
-
-
 TARGET = Target(
     name="onnx_graph",
     run=run,
@@ -56,7 +51,7 @@ TARGET = Target(
     # walker reads at most one 1 MiB metadata entry at a time
     max_alloc=lambda n: 8 * MiB + 64 * n,
     max_len=16 << 10,
-    mutate=mutate,
+    mutate=mutate_message,
 )
 
 if __name__ == "__main__":

@@ -17,20 +17,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import MiB, Target, attempt, instrumented, mutate_bytes, mutate_int, mutate_json_value, run_main
+from harness import MiB, Target, attempt, coco_spec, instrumented, mutate_bytes, mutate_int, mutate_json_value, run_main
 
 with instrumented(("spade_rt",)):
     from spade_rt.errors import SpadeRtError
-    from spade_rt.runtime.spec import spec_from_dict
     from spade_rt.serve.inputs import RequestError, frame_ids, prepare, unpack
 
 ALLOWED = (SpadeRtError, RequestError)
-SPEC = spec_from_dict(
-    {"preset": "coco", "label_nc": 182, "contain_dontcare_label": True, "use_instance": True, "height": 64,
-     "width": 64, "use_vae": True, "z_dim": 8, "output": "float", "precision": "fp32", "min_batch": 1,
-     "max_batch": 4, "dynamic_size": False},
-    "coco spec",
-)  # fmt: skip
+SPEC = coco_spec(use_vae=True, z_dim=8)
 
 
 def make_z(n: int, seed: int) -> np.ndarray:

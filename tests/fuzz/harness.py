@@ -214,6 +214,18 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     return bytes(b)
 
 
+def coco_spec(use_vae: bool, z_dim: int):
+    """A 64x64 coco model's spec (182 classes + don't-care, instance edges), as a graph's metadata gives it."""
+    from spade_rt.runtime.spec import spec_from_dict
+
+    return spec_from_dict(
+        {"preset": "coco", "label_nc": 182, "contain_dontcare_label": True, "use_instance": True, "height": 64,
+         "width": 64, "use_vae": use_vae, "z_dim": z_dim, "output": "float", "precision": "fp32", "min_batch": 1,
+         "max_batch": 4, "dynamic_size": False},
+        "coco spec",
+    )  # fmt: skip
+
+
 def run_main(target: Target) -> None:
     """A target module's ``__main__``: fuzz it with the command line's libFuzzer arguments."""
     fuzz(target)

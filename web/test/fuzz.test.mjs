@@ -12,25 +12,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { deflateSync, inflateSync } from "node:zlib";
-import { PngError, crc32, decodePng, encodeLabelPng } from "../../spade_rt/serve/static/png.js";
+import { PngError, crc32, decodePng, encodeLabelPng, pngChunk } from "../../spade_rt/serve/static/png.js";
 import { FrameError, pack, unpack } from "../../spade_rt/serve/static/protocol.js";
-import { FIXTURES, differsFromReference, fixture, referenceRead } from "./reference.mjs";
+import { FIXTURES, differsFromReference, fixture, referenceRead, rng } from "./reference.mjs";
 
 const INPUTS = Number(process.env.FUZZ_INPUTS || 2000);
 const SEED = Number(process.env.FUZZ_SEED || 20261204);
 const BUDGET = 4096; // pixels a fuzzed PNG may have (the painter passes /v1/model's max_map_pixels)
 const HANG_MS = 1000; // one small input: generous, a hang is a stuck loop, not a slow machine
 const MEMORY_SLACK = 16 * 2 ** 20; // one decode may grow array buffers this much, no more (a 4096-pixel image needs < 0.1 MiB)
-
-function rng(seed) { // mulberry32
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function chunks(b) { // [{at, length, type}] of a PNG-like byte string, as far as it parses
   const out = [], dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -51,15 +41,6 @@ function concat(parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
-}
-
-function chunkBytes(type, data) {
-  const out = new Uint8Array(12 + data.length), dv = new DataView(out.buffer);
-  dv.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  dv.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
   return out;
 }
 
@@ -110,7 +91,7 @@ const PNG_MUTATIONS = {
     if (!ihdr || first < 0) return b;
     const raw = new Uint8Array(Math.floor(r() * 3000));
     for (let i = 0; i < raw.length; i++) raw[i] = r() < 0.3 ? Math.floor(r() * 5) : Math.floor(r() * 256);
-    const idat = chunkBytes("IDAT", deflateSync(raw));
+    const idat = pngChunk("IDAT", deflateSync(raw));
     const rest = cs.filter((x) => x.type !== "IDAT").map((x) => b.subarray(x.at, x.at + 12 + x.length));
     const at = cs.filter((x, i) => x.type !== "IDAT" && i < first).length;
     return concat([b.subarray(0, 8), ...rest.slice(0, at), idat, ...rest.slice(at)]);

@@ -4,18 +4,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HISTORY, History, fill, line, stamp } from "../../spade_rt/serve/static/labelmap.js";
+import { rng } from "./reference.mjs";
 
 const W = 23, H = 17;
-
-function rng(seed) { // mulberry32: the same maps on every run
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test("a stamp is the disc of radius r, clipped at the edges", () => {
   for (const [cx, cy, r] of [[5, 5, 0], [0, 0, 3], [22, 16, 4], [11, 8, 6], [-2, 3, 3]]) {

@@ -50,3 +50,14 @@ export function differsFromReference(ours, ref) {
   }
   return null;
 }
+
+/** A seeded uniform [0, 1) generator (mulberry32): the same inputs on every run of a test. */
+export function rng(seed) { // mulberry32
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
