@@ -107,11 +107,11 @@ def test_demo_killed_while_exporting_a_graph_into_the_cache(tmp_path):
     env = {**os.environ, "SPADE_RT_CACHE": str(cache)}
     argv = ["demo", "--graph", "static", "--count", "1", "-o", "demo.png"]
     seen, killed = [], 0
-    for point in (0.5, 3.0, 8.0, mid_write(cache)):
+    for point in (0.5, 2.0, mid_write(cache)):  # starting, exporting (a whole run takes 6 s on idle cores), writing
         killed += kill_at(argv, point, env, work)
         seen.append(outputs(cache))
         assert not (work / "demo.png").exists()  # the picture comes after the graph
-    assert killed == 4
+    assert killed == 3
     assert list(cache.rglob("*.tmp")), "the mid-write kill left no temporary"  # ... which the next run removes:
     run_cli(argv, env, work)
     final = outputs(cache)

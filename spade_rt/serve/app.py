@@ -416,14 +416,22 @@ class ServeApp:
         would be refused, else 426 (a painter would be let in now: open the WebSocket)."""
         refusal = self._painter_refusal()
         if refusal is not None:
-            return JSONResponse({"error": refusal, "status": 503}, status_code=503, headers={"Retry-After": "1"})
+            headers = {"Retry-After": RETRY_AFTER_S}
+            return JSONResponse({"error": refusal, "status": 503}, status_code=503, headers=headers)
         body = {"error": "a painter would be let in now: open a WebSocket here", "status": 426}
         return JSONResponse(body, status_code=426, headers={"Upgrade": "websocket"})
 
-    async def painter(self, ws: WebSocket) -> None:
+    def _painter_refusal(self) -> str | None:
+        """Why a painter would be refused now (all --max-painters slots held), or None. A connection past
+        --max-connections never gets here: ``refuse_connection`` answers it first."""
         limit = self.settings.max_painters
         if self.painters >= limit:
-            refusal = f"{self.painters} painters are open already (--max-painters {limit}): retry later"
+            return f"{self.painters} painters are open already (--max-painters {limit}): retry later"
+        return None
+
+    async def painter(self, ws: WebSocket) -> None:
+        refusal = self._painter_refusal()
+        if refusal is not None:
             self.metrics.refused.labels("painters").inc()
             log.info("refused a painter: %s", refusal)
             body = {"error": refusal, "status": 503}

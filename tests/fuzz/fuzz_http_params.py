@@ -32,9 +32,14 @@ with instrumented(("spade_rt", "python_multipart", "multipart", "starlette.formp
 
 GRAPH = CORPUS / "onnx_graph" / "tiny_exported_spec"  # labels + edges -> a 64 x 64 "picture", coco spec
 ROUTES = {b"synthesize": "/v1/synthesize", b"labels": "/v1/labels"}
-logging.getLogger("spade_rt").setLevel(logging.ERROR)  # refusals are logged below ERROR; a 500 is logged with its trace
-for _name in ("multipart", "python_multipart"):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)  # the form parser's notes on every malformed body
+
+
+def quiet_logs() -> None:
+    """While fuzzing (not when a test replays inputs in its own process, whose logging this must not change)."""
+    logging.getLogger("spade_rt").setLevel(logging.ERROR)  # refusals are logged below ERROR; a 500 with its trace
+    for name in ("multipart", "python_multipart"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # the form parser's notes on every malformed body
+
 
 _loop = asyncio.new_event_loop()
 _synth = Synthesizer(GRAPH, backend="onnxruntime", threads=1)
@@ -174,4 +179,5 @@ TARGET = Target(
 )
 
 if __name__ == "__main__":
+    quiet_logs()
     run_main(TARGET)
