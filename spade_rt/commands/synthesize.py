@@ -10,7 +10,7 @@ from spade_rt.commands.common import positive_int
 from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
 from spade_rt.runtime.registry import backend_names
-from spade_rt.runtime.tiers import TIER_CHOICES
+from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
 from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
 log = logging.getLogger("spade_rt")
@@ -179,11 +179,8 @@ def register(sub) -> None:
     p.add_argument(
         "--tier",
         default="auto",
-        metavar="{" + ",".join(TIER_CHOICES) + "}",
-        help="precision tier, judged by the picture (docs/bench.md, 'Tiers'): auto (the file's own: exact, or "
-        "int8 for a graph from `export --tier int8`), exact (fp32), half (ONNX graphs on OpenVINO: bf16, or "
-        "fp16 where the CPU has it; >= 40 dB PSNR vs fp32), int8 (the int8 graph; >= 35 dB); a tier is offered "
-        "only where export measured it within its bound (`spade-rt inspect` shows the figures)",
+        metavar=TIER_METAVAR,
+        help=tier_help(),
     )
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(
