@@ -21,8 +21,8 @@ from protobuf_wire import mutate_message
 with instrumented(("spade_rt",)):
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import looks_like_onnx, model_kind
+    from spade_rt.runtime.onnx_describe import describe_graph
     from spade_rt.runtime.onnx_meta import read_onnx_metadata
-    from spade_rt.runtime.onnxruntime_backend import describe_graph
     from spade_rt.runtime.registry import auto_backend
     from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
 
