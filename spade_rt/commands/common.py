@@ -9,6 +9,15 @@ import sys
 from spade_rt.runtime.registry import require_toolchain  # noqa: F401  (re-exported for the commands)
 
 
+def add_cache_dir_argument(parser, what: str = "the exported demo graph is kept") -> None:
+    """``--cache-dir DIR``, the user cache of built files (spade_rt.cache), as every command spells it."""
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=f"where {what}: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
+    )
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a batch size, a count)."""
     try:

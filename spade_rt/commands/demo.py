@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spade_rt.commands.common import add_cache_dir_argument
 from spade_rt.errors import ConfigError
 from spade_rt.images import PICTURE_SUFFIXES
 from spade_rt.io_utils import atomic_path, check_output_file
@@ -111,9 +112,5 @@ def register(sub) -> None:
         help="the exact ONNX graph to run: dedup (ships in the package) or static (exported into the cache once); "
         "default: the fastest for this machine (dedup on CPUs, static where ONNX Runtime has CUDA)",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p)
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import logging
 
-from spade_rt.commands.common import parse_bytes
+from spade_rt.commands.common import add_cache_dir_argument, parse_bytes
 from spade_rt.errors import BackendUnavailableError
 from spade_rt.runtime.registry import backend_names
 from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
@@ -173,11 +173,7 @@ def register(sub) -> None:
         help="onnxruntime-web's dist/ folder (default: $SPADE_RT_ORT_WEB, else the checkout's "
         "web/node_modules/onnxruntime-web/dist/); off: no browser mode",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p)
     p.set_defaults(func=run)
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spade_rt.errors import BackendUnavailableError, InputError, ModelFormatError
-from spade_rt.runtime.backend import Backend, StageTimes
-from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z, spec_from_onnx_metadata
+from spade_rt.errors import BackendUnavailableError, ModelFormatError
+from spade_rt.runtime.backend import Backend, StageTimes, graph_feeds
+from spade_rt.runtime.spec import IMAGE, LABELS, spec_from_onnx_metadata
 from spade_rt.runtime.tiers import check_offered, graph_tier
 
 log = logging.getLogger(__name__)
@@ -267,15 +267,7 @@ class OnnxRuntimeBackend(Backend):
         )
 
     def _feeds(self, labels, edges, z) -> dict[str, np.ndarray]:
-        feeds = {LABELS: labels}
-        if EDGES in self.input_names:
-            feeds[EDGES] = edges
-        if Z in self.input_names:
-            feeds[Z] = z
-        missing = [k for k, v in feeds.items() if v is None]
-        if missing:
-            raise InputError(f"the graph needs input(s) {', '.join(missing)}")
-        return feeds
+        return graph_feeds(self.input_names, labels, edges, z)
 
     def _output_shape(self, labels_shape: tuple[int, ...]) -> tuple[int, ...]:
         n, h, w = labels_shape

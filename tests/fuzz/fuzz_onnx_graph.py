@@ -2,10 +2,10 @@
 
 Input: a whole .onnx file. Driven: the kind sniffer (``model_kind``), the hand-written protobuf walker that reads
 ``metadata_props`` without ONNX (``read_onnx_metadata``) and the ``auto`` backend rule built on it, the spade-rt
-spec in that metadata (``spec_from_onnx_metadata``), and `spade-rt inspect`'s ``describe_graph`` (ONNX Runtime
-opens the graph, then its metadata, producer and IO names are read). Structure-aware: mutations are made on
-the protobuf wire format (``protobuf_wire``), nested messages and the spec JSON at the end included, with
-every length around them re-encoded.
+spec in that metadata (``spec_from_onnx_metadata``), and `spade-rt inspect`'s ``describe_graph`` (the same
+walker reads the graph's producer, metadata, inputs and outputs: ``read_onnx_header``, no ONNX Runtime).
+Structure-aware: mutations are made on the protobuf wire format (``protobuf_wire``), nested messages and the
+spec JSON at the end included, with every length around them re-encoded.
 """
 
 from __future__ import annotations
