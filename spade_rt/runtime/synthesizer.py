@@ -52,7 +52,8 @@ def open_backend(
         tier = _check_tier(model, kind, backend, tier)
     entry = auto_backend(kind, model) if backend == "auto" else get_backend(backend)
     if backend == "auto" and tier not in (None, "auto") and tier not in entry.tiers:
-        entry = get_backend(next(n for n in tier_backends(tier) if kind in get_backend(n).kinds))
+        runs_it = (get_backend(n) for n in tier_backends(tier) if kind in get_backend(n).kinds)
+        entry = next(runs_it, entry)  # none (an engine's own precision): the pick stands
     if kind not in entry.kinds:
         raise InputError(
             f"the {entry.name} backend runs {', '.join(entry.kinds)} files; {model} is a {kind} file "
