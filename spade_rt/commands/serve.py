@@ -6,10 +6,8 @@ import argparse
 import importlib.util
 import logging
 
-from spade_rt.commands.common import add_cache_dir_argument, parse_bytes
+from spade_rt.commands.common import add_backend_argument, add_cache_dir_argument, add_tier_argument, parse_bytes
 from spade_rt.errors import BackendUnavailableError
-from spade_rt.runtime.registry import backend_names
-from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
 from spade_rt.serve.settings import ServeSettings, field_type, options, shown
 
 log = logging.getLogger("spade_rt")
@@ -143,18 +141,8 @@ def register(sub) -> None:
         nargs="?",
         help="spade-rt model, ONNX graph or engine (kind read from the content); default: the embedded demo model",
     )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar=TIER_METAVAR,
-        help=tier_help("precision tier (GET /v1/model says which)"),
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", *backend_names()),
-        help="default: by file kind (spade-rt model: torch, ONNX graph: onnxruntime, engine: tensorrt)",
-    )
+    add_tier_argument(p, "precision tier (GET /v1/model says which)")
+    add_backend_argument(p)
     groups = {"server": p, **{name: p.add_argument_group(*titles) for name, titles in GROUP_TITLES.items()}}
     add_settings_arguments(groups)
     web = p.add_argument_group(

@@ -6,11 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from spade_rt.commands.common import positive_int
+from spade_rt.commands.common import add_backend_argument, add_tier_argument, positive_int
 from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
-from spade_rt.runtime.registry import backend_names
-from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
 from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
 log = logging.getLogger("spade_rt")
@@ -169,19 +167,8 @@ def register(sub) -> None:
         required=True,
         help=".png/.jpg: RGB image; .npy: float32 N x 3 x H x W in [-1, 1], the network output",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", *backend_names()),
-        help="default: by file kind (spade-rt model: torch, engine: tensorrt; ONNX graph: the fastest exact "
-        "backend installed, by the registry's fixed rule: static graphs openvino, dedup graphs onnxruntime)",
-    )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar=TIER_METAVAR,
-        help=tier_help(),
-    )
+    add_backend_argument(p)
+    add_tier_argument(p)
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(
         "--palette",

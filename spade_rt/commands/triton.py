@@ -7,9 +7,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from spade_rt.commands.common import require_toolchain
+from spade_rt.commands.common import add_tier_argument, require_toolchain
 from spade_rt.runtime.peek import peek_spec
-from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
 from spade_rt.validation import GRAPH_CHOICES
 
 log = logging.getLogger("spade_rt")
@@ -148,11 +147,6 @@ def register(sub) -> None:
         default="static",
         help="spade-rt models: the exported graph (dedup: fastest on CPUs; static: TensorRT, GPUs)",
     )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar=TIER_METAVAR,
-        help=tier_help("python backend: the precision tier the runtime runs (half: on CPU instances)"),
-    )
+    add_tier_argument(p, "python backend: the precision tier the runtime runs (half: on CPU instances)")
     p.add_argument("--force", action="store_true", help="replace REPO/NAME if it exists")
     p.set_defaults(func=run)
