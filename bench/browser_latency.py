@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in graphs:  # the same map on ONNX Runtime in Python, 2 threads
                     from spade_rt.procedural import landscape_labels
 
-                    with Synthesizer(servers[kind][1], threads=2) as synth:
+                    with Synthesizer(servers[kind][1], backend="onnxruntime", threads=2) as synth:
                         ids = landscape_labels(synth.spec.labels.height, synth.spec.labels.width, 0)
                         synth(ids)
                         for _ in range(args.frames):

@@ -29,30 +29,13 @@ from spade_rt.labels import LabelSpec, load_inputs
 from spade_rt.model.config import GeneratorConfig
 from spade_rt.model.native_format import NativeModel, load_model, save_model
 from spade_rt.model.networks import SPADEGenerator
-from spade_rt.runtime.registry import all_contestants
+from spade_rt.runtime.registry import all_contestants, default_contestants
 
 log = logging.getLogger(__name__)
 
 ALL_BACKENDS = all_contestants()  # from the backend registry: torch, torch-fp16, torch-compile, onnxruntime ...
 BASELINE = "torch"
-DEFAULT_BACKENDS = (
-    "torch",
-    "torch-compile",
-    "onnxruntime-plain",
-    "openvino-plain",
-    "openvino-plain-exact",
-    "onnxruntime",
-    "onnxruntime-dedup",
-    "openvino",
-    "openvino-dedup",
-    "openvino-half",
-    "openvino-dedup-half",
-    "onnxruntime-int8",
-    "openvino-int8",
-    "openvino-dedup-int8",
-    "openvino-plain-int8",
-    "tensorrt",
-)
+DEFAULT_BACKENDS = default_contestants()  # each backend entry's default_contestants, in table order
 
 
 @dataclass

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from spade_rt.errors import InputError, ModelFormatError
 
@@ -56,18 +58,22 @@ def test_inspect_of_a_graph_whose_strings_are_not_utf8_is_one_line(tmp_path):
     """The mutation run of 2026-12-03: `spade-rt inspect` gave a UnicodeDecodeError traceback for such graphs
     (metadata, producer); a graph ONNX Runtime itself refuses (an input name) printed four lines of its own on
     stdout before the error."""
-    for name, needle in (
-        ("metadata_not_utf8", "not UTF-8 text"),
-        ("producer_not_utf8", "not UTF-8 text"),
-        ("input_name_not_utf8", "ONNX Runtime cannot load"),
+    labels = tmp_path / "labels.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(labels)
+    for name, needle, command in (
+        ("metadata_not_utf8", "not UTF-8 text", ("inspect",)),
+        ("producer_not_utf8", "not UTF-8 text", ("inspect",)),
+        # `inspect` reads a graph's own fields (no session); ONNX Runtime meets the bad node when it opens it
+        ("input_name_not_utf8", "ONNX Runtime cannot load", ("synthesize", "--backend", "onnxruntime")),
     ):
         graph = tmp_path / f"{name}.onnx"
         shutil.copy(REGRESSIONS / "onnx_graph" / name, graph)
-        proc = run_cli("inspect", graph, check=False)
+        extra = ("--labels", labels, "-o", tmp_path / "out.png") if command[0] == "synthesize" else ()
+        proc = run_cli(command[0], graph, *command[1:], *extra, check=False)
         assert proc.returncode == 1, proc.stderr
         assert proc.stdout == "" and "Traceback" not in proc.stderr, (proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("spade-rt inspect: error: "), proc.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"spade-rt {command[0]}: error: "), proc.stderr
         assert needle in lines[0] and name in lines[0], lines[0]
 
 

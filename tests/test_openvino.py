@@ -188,7 +188,13 @@ def test_auto_rule_and_override(coco):
     # both installed here: each graph kind gets the first backend of the registry's fixed rule
     assert auto_backend("onnx", static).name == AUTO_ONNX_CPU["static"][0]
     assert auto_backend("onnx", dedup).name == AUTO_ONNX_CPU["dedup"][0]
-    assert auto_backend("onnx", static, {"providers": ["CPUExecutionProvider"]}).name == "onnxruntime"
+    # options never change the pick: one the pick takes reaches it, one only another backend takes is one line
+    pick, other = (get_backend(n) for n in AUTO_ONNX_CPU["static"])
+    with Synthesizer(static, threads=1) as s:
+        assert s.backend.name == pick.name
+    foreign = next(n for n in other.options.names() if n not in pick.options.names())
+    with pytest.raises(ConfigError, match=rf"{foreign}: not options of the {pick.name} backend.*{other.name}"):
+        Synthesizer(static, **{foreign: None})
     assert auto_backend("native", None).name == "torch"
     with Synthesizer(static) as s:
         assert s.backend.name == AUTO_ONNX_CPU["static"][0]

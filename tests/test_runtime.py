@@ -149,7 +149,7 @@ def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 maps = np.load({str(tmp_path / "maps.npy")!r})
-with Synthesizer({str(onnx_path)!r}, threads=1) as synth:
+with Synthesizer({str(onnx_path)!r}, backend='onnxruntime', threads=1) as synth:
     for i in range(1000):
         synth(maps[i % 4])
     start = rss_mb()

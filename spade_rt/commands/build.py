@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spade_rt.commands.common import parse_bytes, require_toolchain
+from spade_rt.commands.common import add_cache_dir_argument, parse_bytes, require_toolchain
 from spade_rt.errors import InputError
 from spade_rt.validation import CLI, check_model_output, check_recipe_preset
 
@@ -73,12 +73,7 @@ def register(sub) -> None:
         metavar="OUT.engine",
         help="engine to write (default: NAME.engine in the cache's built/ folder, see --cache-dir)",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where recipe graphs and engines without -o go: DIR/built/ (default: $SPADE_RT_CACHE, else "
-        "~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p, "recipe graphs and engines without -o go")
     from spade_rt.engines.recipes import load_recipes  # torch-free: engines/recipes.json
 
     p.add_argument(

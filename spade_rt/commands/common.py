@@ -9,6 +9,37 @@ import sys
 from spade_rt.runtime.registry import require_toolchain  # noqa: F401  (re-exported for the commands)
 
 
+def add_cache_dir_argument(parser, what: str = "the exported demo graph is kept") -> None:
+    """``--cache-dir DIR``, the user cache of built files (spade_rt.cache), as every command spells it."""
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=f"where {what}: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
+    )
+
+
+def add_backend_argument(parser) -> None:
+    """``--backend``: auto or a registry entry; the help says what auto picks, from the registry."""
+    from spade_rt.runtime.registry import AUTO_ONNX_CPU, backend_names, default_backend
+
+    rule = ", ".join(f"{graph} graphs {names[0]}" for graph, names in sorted(AUTO_ONNX_CPU.items(), reverse=True))
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", *backend_names()),
+        help=f"default: by file kind (spade-rt model: {default_backend('native').name}, engine: "
+        f"{default_backend('engine').name}; ONNX graph: the fastest exact backend installed, by the registry's "
+        f"fixed rule: {rule})",
+    )
+
+
+def add_tier_argument(parser, lead: str = "precision tier") -> None:
+    """``--tier``: its choices and help from the tier table and the backends' entries (``tiers.tier_help``)."""
+    from spade_rt.runtime.tiers import TIER_METAVAR, tier_help
+
+    parser.add_argument("--tier", default="auto", metavar=TIER_METAVAR, help=tier_help(lead))
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a batch size, a count)."""
     try:

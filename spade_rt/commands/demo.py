@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spade_rt.commands.common import add_cache_dir_argument
 from spade_rt.errors import ConfigError
 from spade_rt.images import PICTURE_SUFFIXES
 from spade_rt.io_utils import atomic_path, check_output_file
+from spade_rt.runtime.registry import backends_for, default_backend, get_backend
 from spade_rt.validation import CLI, GRAPH_CHOICES, check_int_option, check_seed
 
 log = logging.getLogger("spade_rt")
@@ -32,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_demo_args(args)  # before the first export or run
     model = demo_model()
-    source = model if args.backend == "torch" else demo_graph(args.graph, args.cache_dir)
-    with Synthesizer(source) as synth:
+    source = model if _runs_the_model(args.backend) else demo_graph(args.graph, args.cache_dir)
+    with Synthesizer(source, backend=args.backend) as synth:
         h, w = synth.spec.labels.height, synth.spec.labels.width
         labels = np.stack([landscape_labels(h, w, args.seed + i) for i in range(args.count)])
         synth(labels[:1])  # warm-up: the first call pays for allocation
@@ -64,10 +66,19 @@ def check_demo_args(args: argparse.Namespace) -> Path:
     """Every argument of `spade-rt demo`, before anything is exported or run; returns the output path."""
     check_int_option("count", args.count, 1, 16, CLI, "a number of scenes")
     check_seed(args.seed, CLI, count=args.count)
-    if args.backend == "torch" and (args.cache_dir is not None or args.graph is not None):
+    if _runs_the_model(args.backend) and (args.cache_dir is not None or args.graph is not None):
         flag = "--cache-dir" if args.cache_dir is not None else f"--graph {args.graph}"
         raise ConfigError(f"{flag} chooses the demo's ONNX graph; --backend torch runs the model without one")
     return check_output_file(args.output, "-o", PICTURE_SUFFIXES)
+
+
+# --backend: the registry's backends for the demo's files (its spade-rt model, its ONNX graphs)
+DEMO_BACKENDS = backends_for(("native", "onnx"))
+
+
+def _runs_the_model(backend: str) -> bool:
+    """Whether ``backend`` runs the demo's spade-rt model itself rather than one of its ONNX graphs."""
+    return "native" in get_backend(backend).kinds
 
 
 def register(sub) -> None:
@@ -90,9 +101,10 @@ def register(sub) -> None:
     p.add_argument("--count", type=int, default=4, help="scenes side by side, 1..16 (default 4)")
     p.add_argument(
         "--backend",
-        choices=("onnxruntime", "torch"),
-        default="onnxruntime",
-        help="onnxruntime: the exported graph (default); torch: the PyTorch network",
+        choices=DEMO_BACKENDS,
+        default=default_backend("onnx").name,
+        help="; ".join(f"{n}: {get_backend(n).summary}" for n in DEMO_BACKENDS)
+        + f" (default {default_backend('onnx').name})",
     )
     p.add_argument(
         "--graph",
@@ -100,9 +112,5 @@ def register(sub) -> None:
         help="the exact ONNX graph to run: dedup (ships in the package) or static (exported into the cache once); "
         "default: the fastest for this machine (dedup on CPUs, static where ONNX Runtime has CUDA)",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p)
     p.set_defaults(func=run)

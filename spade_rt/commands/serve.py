@@ -6,9 +6,8 @@ import argparse
 import importlib.util
 import logging
 
-from spade_rt.commands.common import parse_bytes
+from spade_rt.commands.common import add_backend_argument, add_cache_dir_argument, add_tier_argument, parse_bytes
 from spade_rt.errors import BackendUnavailableError
-from spade_rt.runtime.registry import backend_names
 from spade_rt.serve.settings import ServeSettings, field_type, options, shown
 
 log = logging.getLogger("spade_rt")
@@ -62,9 +61,10 @@ def _serve_on(sock, args: argparse.Namespace, settings) -> int:
         browser_graph = source  # the served graph runs unchanged in onnxruntime-web
     if not args.verbose:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    tier = getattr(args, "tier", "auto")  # spade_rt.runtime.tiers; half runs on OpenVINO, whose options are its own
-    options = server_backend_options(source, kind, args.backend) if tier != "half" else {}
-    with Synthesizer(source, backend=args.backend, tier=tier, **options) as synth:
+    tier = getattr(args, "tier", "auto")  # spade_rt.runtime.tiers
+    # server=True: the backend `auto` (or --backend) picks gets its own long-running-server settings
+    # (spade_rt.runtime.backend_options: ONNX Runtime on CPUs, no memory arena and no spinning; docs/serving.md)
+    with Synthesizer(source, backend=args.backend, tier=tier, server=True) as synth:
         spec = synth.spec
         on_gpu = getattr(synth.backend, "on_gpu", kind == "engine")  # engines run on GPUs; torch/OpenVINO here: CPU
         max_batch = effective_max_batch(settings.max_batch, spec.max_batch, spec.min_batch, on_gpu=on_gpu)
@@ -106,24 +106,6 @@ def browser_offer(runtime, graph, spec, kind: str, *, served: bool = False):
     return BrowserOffer(runtime, graph, check_browser_graph(graph, spec))
 
 
-def server_backend_options(source, kind: str, backend: str) -> dict:
-    """Backend options for a long-running server (docs/serving.md, "Measured"). ONNX Runtime on CPUs: no memory
-    arena (it keeps the largest activations of every batch size it has seen: 480 MB resident after batches of
-    8 on the demo graph, against 216 MB without it, for a per-picture time within noise), and threads that
-    sleep when idle instead of spinning (a server shares its cores with its clients and the painter's browser:
-    its compute per frame halved in the browser test)."""
-    from spade_rt.runtime.registry import auto_backend
-
-    name = auto_backend(kind, source).name if backend == "auto" else backend  # the pick `auto` makes, options aside
-    if name != "onnxruntime":
-        return {}
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return {}
-    return {"memory_arena": False, "spinning": False}
-
-
 DESCRIPTION = (
     "Serve a model over HTTP on this machine (127.0.0.1 by default). Open the printed address in "
     "a browser to paint label maps and watch the picture follow, or call the API:\n\n"
@@ -159,19 +141,8 @@ def register(sub) -> None:
         nargs="?",
         help="spade-rt model, ONNX graph or engine (kind read from the content); default: the embedded demo model",
     )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar="{auto,exact,half,int8}",
-        help="precision tier (docs/bench.md 'Tiers'; GET /v1/model says which): auto (the graph's own), exact, "
-        "half (OpenVINO bf16, >= 40 dB PSNR), int8 (a graph from `export --tier int8`, >= 35 dB)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", *backend_names()),
-        help="default: by file kind (spade-rt model: torch, ONNX graph: onnxruntime, engine: tensorrt)",
-    )
+    add_tier_argument(p, "precision tier (GET /v1/model says which)")
+    add_backend_argument(p)
     groups = {"server": p, **{name: p.add_argument_group(*titles) for name, titles in GROUP_TITLES.items()}}
     add_settings_arguments(groups)
     web = p.add_argument_group(
@@ -190,11 +161,7 @@ def register(sub) -> None:
         help="onnxruntime-web's dist/ folder (default: $SPADE_RT_ORT_WEB, else the checkout's "
         "web/node_modules/onnxruntime-web/dist/); off: no browser mode",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the exported demo graph is kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p)
     p.set_defaults(func=run)
 
 

@@ -6,11 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from spade_rt.commands.common import positive_int
+from spade_rt.commands.common import add_backend_argument, add_tier_argument, positive_int
 from spade_rt.errors import InputError
 from spade_rt.palettes import PALETTES
-from spade_rt.runtime.registry import backend_names
-from spade_rt.runtime.tiers import TIER_CHOICES
 from spade_rt.validation import CLI, check_model_options, check_seed, check_synthesize_paths
 
 log = logging.getLogger("spade_rt")
@@ -169,22 +167,8 @@ def register(sub) -> None:
         required=True,
         help=".png/.jpg: RGB image; .npy: float32 N x 3 x H x W in [-1, 1], the network output",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", *backend_names()),
-        help="default: by file kind (spade-rt model: torch, engine: tensorrt; ONNX graph: the fastest exact "
-        "backend installed, by the registry's fixed rule: static graphs openvino, dedup graphs onnxruntime)",
-    )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar="{" + ",".join(TIER_CHOICES) + "}",
-        help="precision tier, judged by the picture (docs/bench.md, 'Tiers'): auto (the file's own: exact, or "
-        "int8 for a graph from `export --tier int8`), exact (fp32), half (ONNX graphs on OpenVINO: bf16, or "
-        "fp16 where the CPU has it; >= 40 dB PSNR vs fp32), int8 (the int8 graph; >= 35 dB); a tier is offered "
-        "only where export measured it within its bound (`spade-rt inspect` shows the figures)",
-    )
+    add_backend_argument(p)
+    add_tier_argument(p)
     p.add_argument("--no-resize", action="store_true", help="refuse maps of another size instead of resizing")
     p.add_argument(
         "--palette",

@@ -7,7 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from spade_rt.commands.common import require_toolchain
+from spade_rt.commands.common import add_tier_argument, require_toolchain
 from spade_rt.runtime.peek import peek_spec
 from spade_rt.validation import GRAPH_CHOICES
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_rt.runtime.tiers import check_tier_choice, resolve_tier
 
     check_tier_choice(args.tier)
-    resolve_tier(args.tier, spec, kind, "openvino" if args.tier == "half" else "auto")
+    resolve_tier(args.tier, spec, kind, "auto")  # the runtime picks a backend that runs it
     check_triton_destination(args.output, args.name or default_name(source), force=args.force)
     options = TritonOptions(
         name=args.name or default_name(source),
@@ -147,12 +147,6 @@ def register(sub) -> None:
         default="static",
         help="spade-rt models: the exported graph (dedup: fastest on CPUs; static: TensorRT, GPUs)",
     )
-    p.add_argument(
-        "--tier",
-        default="auto",
-        metavar="{auto,exact,half,int8}",
-        help="python backend: the precision tier the runtime runs (auto: the graph's own; half: OpenVINO bf16 on "
-        "CPU instances; int8: a graph from `spade-rt export --tier int8`); offered only where export measured it",
-    )
+    add_tier_argument(p, "python backend: the precision tier the runtime runs (half: on CPU instances)")
     p.add_argument("--force", action="store_true", help="replace REPO/NAME if it exists")
     p.set_defaults(func=run)

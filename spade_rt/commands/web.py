@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from spade_rt.commands.common import add_cache_dir_argument
 from spade_rt.errors import ConfigError, InputError
 from spade_rt.io_utils import atomic_path, atomic_write_bytes, check_output_dir
 
@@ -166,9 +167,5 @@ def register(sub) -> None:
     p.add_argument(
         "--wasm-only", action="store_true", help="leave out the WebGPU runtime files (28 MB): WASM everywhere"
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where exported graphs are kept: DIR/built/ (default: $SPADE_RT_CACHE, else ~/.cache/spade-rt)",
-    )
+    add_cache_dir_argument(p, "exported graphs are kept")
     p.set_defaults(func=run)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spade_rt.runtime.spec import ModelSpec
+from spade_rt.errors import InputError
+from spade_rt.runtime.spec import EDGES, LABELS, ModelSpec, Z
 
 
 @dataclass
@@ -45,3 +46,18 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def graph_feeds(
+    input_names: set[str], labels: np.ndarray, edges: np.ndarray | None, z: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The inputs an ONNX graph of ``input_names`` takes, by tensor name; InputError naming one it lacks."""
+    feeds = {LABELS: labels}
+    if EDGES in input_names:
+        feeds[EDGES] = edges
+    if Z in input_names:
+        feeds[Z] = z
+    missing = [k for k, v in feeds.items() if v is None]
+    if missing:
+        raise InputError(f"the graph needs input(s) {', '.join(missing)}")
+    return feeds

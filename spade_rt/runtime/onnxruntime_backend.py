@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import logging
 import os
 import threading
@@ -30,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spade_rt.errors import BackendUnavailableError, InputError, ModelFormatError
-from spade_rt.runtime.backend import Backend, StageTimes
-from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, SPEC_KEY, Z, report_path, spec_from_onnx_metadata
-from spade_rt.runtime.tiers import check_offered, describe_entry, graph_tier
+from spade_rt.errors import BackendUnavailableError, ModelFormatError
+from spade_rt.runtime.backend import Backend, StageTimes, graph_feeds
+from spade_rt.runtime.spec import IMAGE, LABELS, spec_from_onnx_metadata
+from spade_rt.runtime.tiers import check_offered, graph_tier
 
 log = logging.getLogger(__name__)
 
@@ -268,15 +267,7 @@ class OnnxRuntimeBackend(Backend):
         )
 
     def _feeds(self, labels, edges, z) -> dict[str, np.ndarray]:
-        feeds = {LABELS: labels}
-        if EDGES in self.input_names:
-            feeds[EDGES] = edges
-        if Z in self.input_names:
-            feeds[Z] = z
-        missing = [k for k, v in feeds.items() if v is None]
-        if missing:
-            raise InputError(f"the graph needs input(s) {', '.join(missing)}")
-        return feeds
+        return graph_feeds(self.input_names, labels, edges, z)
 
     def _output_shape(self, labels_shape: tuple[int, ...]) -> tuple[int, ...]:
         n, h, w = labels_shape
@@ -353,70 +344,3 @@ def session_strings(session, source: str) -> tuple[dict[str, str], str, list[tup
             "a damaged file; export it again with `spade-rt export`"
         ) from None
     return custom, producer, inputs, outputs
-
-
-def describe_graph(path: str | Path) -> dict:
-    """`spade-rt inspect X.onnx`: IO, precision, batch range, and export's report when it is beside the graph."""
-    path = Path(path)
-    session = make_session(path, providers=["CPUExecutionProvider"])
-    custom, producer, inputs, outputs = session_strings(session, str(path))
-    spec = spec_from_onnx_metadata(custom, str(path)) if SPEC_KEY in custom else None
-    info = {
-        "file": str(path),
-        "kind": "ONNX graph",
-        "producer": producer or "?",
-        "preset": spec.preset if spec else "?",
-        "precision": spec.precision if spec else "?",
-        "output": spec.output if spec else "?",
-        "batch_range": f"{spec.min_batch}:{spec.opt_batch}:{spec.max_batch}" if spec else "?",
-        "inputs": {name: f"{kind} {shape}" for name, kind, shape in inputs},
-        "outputs": {name: f"{kind} {shape}" for name, kind, shape in outputs},
-        "label_ids": f"0..{spec.labels.num_label_ids - 1}" if spec else "?",
-    }
-    info.update(describe_report(report_path(path)))
-    from spade_rt.runtime.registry import auto_backend
-
-    info["auto_backend_here"] = auto_backend("onnx", path).name  # the registry's fixed rule (AUTO_ONNX_CPU)
-    return info
-
-
-def describe_report(report: Path) -> dict:
-    """Costs and verification from export's report beside a graph; nothing when it is absent or unreadable
-    (the report is a convenience written by `spade-rt export`, never needed to run the graph)."""
-    try:
-        r = json.loads(report.read_text()) if report.is_file() and report.stat().st_size < 1 << 20 else None
-    except (OSError, ValueError):
-        r = None
-    if not isinstance(r, dict):
-        return {}
-    info = {}
-    if "gmacs_per_image" in r:
-        info["gmacs_per_image"] = f"{r['gmacs_per_image']} (original formulation {r.get('original_gmacs_per_image')})"
-    v = r.get("verification")
-    if isinstance(v, dict):
-        try:
-            if v.get("output") == "uint8":  # the bound is in uint8 levels: report the figure in levels too
-                info["verified"] = f"max {int(v['max_abs_levels'])} uint8 level(s) vs PyTorch (bound {v['bound']:g})"
-            else:
-                info["verified"] = f"relative L2 {float(v['max_rel_l2']):.2e} vs PyTorch (bound {v['bound']:g})"
-        except (KeyError, TypeError, ValueError):
-            pass
-    tiers = r.get("tiers")
-    if isinstance(tiers, dict):
-        for name, t in tiers.items():
-            if not isinstance(t, dict):
-                continue
-            try:
-                info[f"tier {name}"] = describe_entry(name, t)
-                where = ", ".join(f"{k} {_figure(v)}" for k, v in t.get("measured", {}).items())
-                info[f"tier {name} measured"] = where or "nothing"
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-    return info
-
-
-def _figure(v) -> str:
-    """A measurement of export's tier record: a relative L2, or {psnr_db, max_levels, ...} of a picture."""
-    if isinstance(v, dict):
-        return f"{float(v['psnr_db']):.1f} dB, max {int(v['max_levels'])} level(s)"
-    return f"{float(v):.1e}"

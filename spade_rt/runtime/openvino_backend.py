@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spade_rt.errors import BackendUnavailableError, ConfigError, InputError, ModelFormatError
-from spade_rt.runtime.backend import Backend, StageTimes
+from spade_rt.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from spade_rt.runtime.backend import Backend, StageTimes, graph_feeds
 from spade_rt.runtime.onnxruntime_backend import default_threads
-from spade_rt.runtime.spec import EDGES, IMAGE, LABELS, Z, spec_from_onnx_metadata
+from spade_rt.runtime.spec import IMAGE, spec_from_onnx_metadata
 from spade_rt.runtime.tiers import TIER_CHOICES, check_offered, resolve_tier
 
 log = logging.getLogger(__name__)
@@ -187,15 +187,7 @@ class OpenVinoBackend(Backend):
         return request
 
     def _feeds(self, labels, edges, z) -> dict[str, np.ndarray]:
-        feeds = {LABELS: labels}
-        if EDGES in self.input_names:
-            feeds[EDGES] = edges
-        if Z in self.input_names:
-            feeds[Z] = z
-        missing = [k for k, v in feeds.items() if v is None]
-        if missing:
-            raise InputError(f"the graph needs input(s) {', '.join(missing)}")
-        return {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        return {k: np.ascontiguousarray(v) for k, v in graph_feeds(self.input_names, labels, edges, z).items()}
 
     def run(self, labels: np.ndarray, edges: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
         feeds = self._feeds(labels, edges, z)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,31 +23,47 @@ from spade_rt.images import float_to_uint8
 from spade_rt.labels import prepare_inputs
 from spade_rt.runtime.backend import Backend
 from spade_rt.runtime.model_kind import model_kind
-from spade_rt.runtime.registry import auto_backend, default_backend, get_backend, load_attr
+from spade_rt.runtime.registry import (
+    auto_backend,
+    backend_options,
+    default_backend,
+    get_backend,
+    load_attr,
+    tier_backends,
+)
 from spade_rt.runtime.spec import ModelSpec
 from spade_rt.validation import API, check_call_options, check_int_option, check_label_array, check_seed, check_z
 
 log = logging.getLogger(__name__)
 
 
-def open_backend(model: str | Path, backend: str = "auto", tier: str | None = None, **options) -> Backend:
+def open_backend(
+    model: str | Path, backend: str = "auto", tier: str | None = None, *, server: bool = False, **options
+) -> Backend:
     """The backend for ``model``: by its file kind and the registry's ``auto`` rule (``auto``), or by name.
     ``tier`` (``spade_rt.runtime.tiers``): None/``auto`` = the file's own (exact unless it is an int8 graph);
-    ``half`` runs on OpenVINO (``auto`` picks it); a tier not offered for the file is refused in one line."""
+    another tier runs on a backend that runs it (``auto``: its pick if it does, else the first of the file's
+    kind that does, e.g. OpenVINO for ``half``); a tier not offered for the file is refused in one line.
+    ``options``: the chosen backend's (``spade_rt.runtime.backend_options``; they never change ``auto``'s
+    pick, and a name that backend does not take is refused in one line); ``server``: a long-running server,
+    which gets the chosen backend's server settings (``BackendOptions.serving``)."""
     kind = model_kind(model)
     if tier not in (None, "auto"):
         tier = _check_tier(model, kind, backend, tier)
-        if tier == "half" and backend == "auto":
-            backend = "openvino"
-    entry = auto_backend(kind, model, options) if backend == "auto" else get_backend(backend)
-    if entry.name == "openvino" and tier not in (None, "auto"):
-        options["tier"] = tier
+    entry = auto_backend(kind, model) if backend == "auto" else get_backend(backend)
+    if backend == "auto" and tier not in (None, "auto") and tier not in entry.tiers:
+        runs_it = (get_backend(n) for n in tier_backends(tier) if kind in get_backend(n).kinds)
+        entry = next(runs_it, entry)  # none (an engine's own precision): the pick stands
     if kind not in entry.kinds:
         raise InputError(
             f"the {entry.name} backend runs {', '.join(entry.kinds)} files; {model} is a {kind} file "
             f"(its backend: {default_backend(kind).name})"
         )
-    return load_attr(entry, entry.factory)(model, **options)
+    why = f", which `auto` picked for {Path(model).name}" if backend == "auto" else ""
+    typed = backend_options(entry, options, server=server, why=why)
+    if tier not in (None, "auto") and "tier" in typed.names():  # a backend that runs several tiers is told which
+        typed = replace(typed, tier=tier)
+    return load_attr(entry, entry.factory)(model, **typed.given())
 
 
 def _check_tier(model: str | Path, kind: str, backend: str, tier: str) -> str:
@@ -67,10 +84,13 @@ def _check_tier(model: str | Path, kind: str, backend: str, tier: str) -> str:
 class Synthesizer:
     """Validate inputs, run the backend, return images. See the module docstring."""
 
-    def __init__(self, model: str | Path, backend: str = "auto", tier: str | None = None, **backend_options) -> None:
+    def __init__(
+        self, model: str | Path, backend: str = "auto", tier: str | None = None, *, server: bool = False, **options
+    ) -> None:
         """``tier``: None/``auto`` (the file's own: exact unless it is an int8 graph), ``exact``, ``half`` or
-        ``int8`` (``spade_rt.runtime.tiers``)."""
-        self.backend = open_backend(model, backend, tier, **backend_options)
+        ``int8`` (``spade_rt.runtime.tiers``). ``options``: the backend's (``open_backend``); ``server``: tuned
+        for a long-running server (`spade-rt serve`)."""
+        self.backend = open_backend(model, backend, tier, server=server, **options)
         self.name = Path(model).name  # how messages name the model
         self.spec: ModelSpec = self.backend.spec
         # the tier this backend runs: a graph's (exact, half, int8); a native model's exact; an engine's precision

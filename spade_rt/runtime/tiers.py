@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_rt.errors import BackendUnavailableError, ConfigError
+from spade_rt.runtime.registry import tier_backends
 from spade_rt.runtime.spec import report_path
 
 PSNR_CAP_DB = 100.0  # identical pictures (infinite PSNR) are recorded as this, so the report stays plain JSON
@@ -34,8 +35,7 @@ class Tier:
     name: str
     metric: str  # "max_rel_l2" (float output vs the PyTorch network) or "psnr_db" (worst-map 8-bit PSNR vs fp32)
     bound: float  # max_rel_l2 <= bound, or psnr_db >= bound
-    backends: tuple[str, ...]  # the backends that run it
-    guarantee: str
+    guarantee: str  # which backends run it: their registry entries' ``tiers`` (``backends``)
 
     def within(self, value: object) -> bool:
         if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
@@ -46,6 +46,11 @@ class Tier:
     def bound_words(self) -> str:
         return f"<= {self.bound:g} relative L2" if self.metric == "max_rel_l2" else f">= {self.bound:g} dB PSNR"
 
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that run it, from the registry (each entry's ``tiers``)."""
+        return tier_backends(self.name)
+
 
 TIERS: dict[str, Tier] = {
     t.name: t
@@ -54,26 +59,34 @@ TIERS: dict[str, Tier] = {
             "exact",
             "max_rel_l2",
             1e-5,
-            ("torch", "onnxruntime", "openvino"),
             "fp32: within 1e-5 relative L2 of the PyTorch network",
         ),
         Tier(
             "half",
             "psnr_db",
             40.0,
-            ("openvino",),
-            "bf16 (fp16 where the CPU runs it natively) on OpenVINO: worst-map 8-bit PSNR >= 40 dB vs fp32",
+            "bf16 (fp16 where the CPU runs it natively): worst-map 8-bit PSNR >= 40 dB vs fp32",
         ),
         Tier(
             "int8",
             "psnr_db",
             35.0,
-            ("onnxruntime", "openvino"),
             "int8 QDQ graph (spade-rt export --tier int8): worst-map 8-bit PSNR >= 35 dB vs fp32",
         ),
     )
 }
 TIER_CHOICES = ("auto", *TIERS)  # `--tier`: auto = the graph's own tier (exact unless the file is an int8 graph)
+TIER_METAVAR = "{" + ",".join(TIER_CHOICES) + "}"
+
+
+def tier_help(lead: str = "precision tier") -> str:
+    """The help of every `--tier` flag, from the table and the registry: each tier, what it keeps, its backends."""
+    tiers = "; ".join(f"{t.name} ({t.guarantee}; on {', '.join(t.backends)})" for t in TIERS.values())
+    return (
+        f"{lead}, judged by the picture (docs/bench.md, 'Tiers'): auto, the file's own (exact, or int8 for a graph "
+        f"from `export --tier int8`); {tiers}; a tier is offered only where export measured it within its bound "
+        "(`spade-rt inspect` shows the figures)"
+    )
 
 
 # ---- the measure ------------------------------------------------------------------------------------------

@@ -90,9 +90,9 @@ class TritonPythonModel:
             if params.get("spade_rt_kind") == "engine":
                 options: dict[str, Any] = {"device": device}
             elif gpu:
-                options = {"device_id": device}  # the CUDA provider where installed, else CPU
+                options = {"backend": "onnxruntime", "device_id": device}  # the CUDA provider where installed
             else:
-                options = {"providers": ["CPUExecutionProvider"]}
+                options = {"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]}
                 if params.get("spade_rt_threads"):
                     options["threads"] = int(params["spade_rt_threads"])
             tier = params.get("spade_rt_tier", "auto")  # spade_rt.runtime.tiers; half runs on OpenVINO (CPU)

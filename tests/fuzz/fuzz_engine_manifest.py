@@ -27,7 +27,7 @@ with instrumented(("spade_rt",)):
     from spade_rt.engines.manifest import load_manifest, read_checked_engine, staleness
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import model_kind
-    from spade_rt.runtime.onnxruntime_backend import describe_report
+    from spade_rt.runtime.onnx_describe import describe_report
     from spade_rt.runtime.spec import manifest_path
 
 ALLOWED = (SpadeRtError,)

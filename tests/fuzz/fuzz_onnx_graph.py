@@ -2,10 +2,10 @@
 
 Input: a whole .onnx file. Driven: the kind sniffer (``model_kind``), the hand-written protobuf walker that reads
 ``metadata_props`` without ONNX (``read_onnx_metadata``) and the ``auto`` backend rule built on it, the spade-rt
-spec in that metadata (``spec_from_onnx_metadata``), and `spade-rt inspect`'s ``describe_graph`` (ONNX Runtime
-opens the graph, then its metadata, producer and IO names are read). Structure-aware: mutations are made on
-the protobuf wire format (``protobuf_wire``), nested messages and the spec JSON at the end included, with
-every length around them re-encoded.
+spec in that metadata (``spec_from_onnx_metadata``), and `spade-rt inspect`'s ``describe_graph`` (the same
+walker reads the graph's producer, metadata, inputs and outputs: ``read_onnx_header``, no ONNX Runtime).
+Structure-aware: mutations are made on the protobuf wire format (``protobuf_wire``), nested messages and the
+spec JSON at the end included, with every length around them re-encoded.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from protobuf_wire import mutate_message
 with instrumented(("spade_rt",)):
     from spade_rt.errors import SpadeRtError
     from spade_rt.runtime.model_kind import looks_like_onnx, model_kind
+    from spade_rt.runtime.onnx_describe import describe_graph
     from spade_rt.runtime.onnx_meta import read_onnx_metadata
-    from spade_rt.runtime.onnxruntime_backend import describe_graph
     from spade_rt.runtime.registry import auto_backend
     from spade_rt.runtime.spec import SPEC_KEY, spec_from_onnx_metadata
 
