@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -168,3 +172,16 @@ def ort_web_dist() -> Path:
     require_tools([] if dist.is_dir() else ["onnxruntime-web (npm ci --prefix web)"], "`spade-rt web` needs",
                   "SPADE_RT_SKIP_BROWSER")  # fmt: skip
     return dist
+
+
+@contextlib.contextmanager
+def building_from_the_checkout():
+    """Held while pip builds spade-rt from this checkout: setuptools builds in the tree (``build/``,
+    ``*.egg-info``), so two tests building at once (the suite runs in two processes) take turns."""
+    name = f"spade-rt-build-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"  # one per checkout
+    with open(Path(tempfile.gettempdir()) / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
