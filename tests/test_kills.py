@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ort_web_dist
-from serve_support import tiny_model
+from serve_support import tiny_graph, tiny_model
 
 
 def mid_write(folder: Path) -> Callable[[], bool]:
@@ -139,6 +139,35 @@ def test_export_killed_while_writing(tmp_path):
     for files in seen:  # a report present is whole JSON
         if "g.onnx.json" in files:
             json.loads(files["g.onnx.json"])
+    no_temporaries(out)
+
+
+@pytest.mark.slow
+def test_build_killed_while_writing(tmp_path):
+    """`spade-rt build` (TensorRT-RTX, on this CPU) of a tiny graph killed at a sweep of points: an engine
+    present is never half-written (its manifest's size and sha256 hold whenever the manifest is there, and
+    `inspect` refuses an engine without its manifest); the next build writes both and they check."""
+    pytest.importorskip("tensorrt_rtx", reason="the rtx extra (tensorrt-rtx-cu13) is part of CI's install")
+    from spade_rt.engines.manifest import load_manifest, read_checked_engine
+    from spade_rt.errors import ModelFormatError
+
+    graph = tiny_graph(tmp_path, "facades", batch="1:1:1")
+    out = tmp_path / "out"
+    out.mkdir()
+    engine = out / "g.engine"
+    argv = ["build", graph, "-o", engine, "--backend", "tensorrt-rtx", "-q"]
+    killed = []
+    for point in (0.5, 2.0, 4.0, mid_write(out)):
+        killed.append(kill_at(argv, point, dict(os.environ), tmp_path))
+        if engine.is_file():
+            try:
+                manifest = load_manifest(engine)
+            except ModelFormatError:  # an engine without its manifest: refused, never run
+                continue
+            read_checked_engine(engine, manifest)  # raises EngineTrustError on a half-written engine
+    assert killed[0] and killed[-1], killed  # at least the start and the engine's write were interrupted
+    run_cli(argv, dict(os.environ), tmp_path)
+    read_checked_engine(engine, load_manifest(engine))
     no_temporaries(out)
 
 
