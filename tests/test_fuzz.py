@@ -134,5 +134,6 @@ def test_a_target_started_from_a_large_process_is_not_charged_for_its_size(tmp_p
 
 @pytest.mark.slow
 def test_fuzz_campaign(tmp_path):
-    """30 s per target by default (the suite stays under 15 minutes); docs/fuzzing.md records a 10-minute campaign (SPADE_RT_FUZZ_SECONDS=600)."""
+    """30 s per target by default (the suite stays under 15 minutes); docs/fuzzing.md records a 10-minute
+    campaign (SPADE_RT_FUZZ_SECONDS=600)."""
     _fuzz_all(tmp_path, int(os.environ.get("SPADE_RT_FUZZ_SECONDS", "30")))
