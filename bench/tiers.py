@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--maps", type=int, default=8)
+    p.add_argument("--graph", choices=("static", "dedup"), default="static", help="the exact graph's kind")
+    p.add_argument("--skip-int8", action="store_true", help="no int8 export (where it is known to be refused)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from spade_rt.export.exporter import export_model
@@ -77,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         a.model = str(path)
     native = load_model(a.model)
     cfg = native.config
-    name = Path(a.model).stem
+    name = Path(a.model).stem + ("" if a.graph == "static" else f"-{a.graph}")
     graph, int8 = work / f"{name}.onnx", work / f"{name}_int8.onnx"
     if not graph.is_file():
-        export_model(a.model, graph, GraphOptions(batch=(1, 1, 1)))
-    int8_error = None
-    if not int8.is_file():
+        export_model(a.model, graph, GraphOptions(batch=(1, 1, 1), graph=a.graph))
+    int8_error = "not tried (--skip-int8)" if a.skip_int8 else None
+    if not int8.is_file() and not a.skip_int8:
         try:
-            export_model(a.model, int8, GraphOptions(batch=(1, 1, 1)), tier="int8", cache_dir=work / "cache")
+            export_model(a.model, int8, GraphOptions(batch=(1, 1, 1), graph=a.graph), tier="int8",
+                         cache_dir=work / "cache")  # fmt: skip
         except Exception as exc:  # the int8 tier refused (one line): recorded, the rest still measured
             int8_error = str(exc)
     inputs = real_inputs(cfg.label_spec, coco_stuff_sample(), a.maps)

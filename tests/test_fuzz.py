@@ -1,6 +1,6 @@
 """The fuzz targets of tests/fuzz/ (docs/fuzzing.md): the seed corpus and every regression file replayed through
 the property, the property itself shown to catch what it should, each target fuzzed for a short budget, and,
-marked slow, a campaign of 30 s per target (``$SPADE_RT_FUZZ_SECONDS`` for longer ones).
+marked slow, a campaign of 15 s per target (``$SPADE_RT_FUZZ_SECONDS`` for longer ones).
 """
 
 from __future__ import annotations
@@ -134,6 +134,6 @@ def test_a_target_started_from_a_large_process_is_not_charged_for_its_size(tmp_p
 
 @pytest.mark.slow
 def test_fuzz_campaign(tmp_path):
-    """30 s per target by default (the suite stays under 15 minutes); docs/fuzzing.md records a 10-minute
+    """15 s per target by default (the suite stays under 15 minutes); docs/fuzzing.md records a 10-minute
     campaign (SPADE_RT_FUZZ_SECONDS=600)."""
-    _fuzz_all(tmp_path, int(os.environ.get("SPADE_RT_FUZZ_SECONDS", "30")))
+    _fuzz_all(tmp_path, int(os.environ.get("SPADE_RT_FUZZ_SECONDS", "15")))

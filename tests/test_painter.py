@@ -296,10 +296,10 @@ def test_the_painter_fits_a_laptop_window_and_follows_the_brush(served, tmp_path
                 p.wait(after=n)
                 final = p.frames()
                 ms = page.evaluate(
-                    f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final} && t >= window.__up);"
-                    " return e ? e[1] - window.__up : null; })()"
-                )
-                assert ms is not None and ms > 0, (i, final)
+                    f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final});"
+                    " return e ? Math.max(0, e[1] - window.__up) : null; })()"
+                )  # a picture of the final map shown before the mouse came up: nothing was waited for (0 ms)
+                assert ms is not None and ms >= 0, (i, final)
                 latencies.append(ms)
                 if i == 11:  # the last picture is the model's, for the last map sent
                     np.testing.assert_array_equal(p.last_picture(), synth(p.last_sent()))
