@@ -47,7 +47,7 @@ def side_by_side(ref: np.ndarray, got: np.ndarray, path: Path) -> None:
     Image.fromarray(np.concatenate([a, gap, b, gap, diff], axis=1)).save(path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="a spade-rt model (else the bench's realistic weights of --preset, --ngf)")
     p.add_argument("--preset", default="coco")
@@ -57,10 +57,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps", type=int, default=8)
     p.add_argument("--graph", choices=("static", "dedup"), default="static", help="the exact graph's kind")
     p.add_argument("--skip-int8", action="store_true", help="no int8 export (where it is known to be refused)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return p
+
+
+def _graphs(a: argparse.Namespace, name: str, work: Path) -> tuple[Path, Path, str | None]:
+    """The exact graph (export measures half on it) and the int8 graph, exported once into ``work``; the int8
+    export's refusal (one line) or None."""
     from spade_rt.export.exporter import export_model
     from spade_rt.export.onnx_graph import GraphOptions
+
+    graph, int8 = work / f"{name}.onnx", work / f"{name}_int8.onnx"
+    if not graph.is_file():
+        export_model(a.model, graph, GraphOptions(batch=(1, 1, 1), graph=a.graph))
+    int8_error = "not tried (--skip-int8)" if a.skip_int8 else None
+    if not int8.is_file() and not a.skip_int8:
+        try:
+            export_model(a.model, int8, GraphOptions(batch=(1, 1, 1), graph=a.graph), tier="int8",
+                         cache_dir=work / "cache")  # fmt: skip
+        except Exception as exc:  # the int8 tier refused (one line): recorded, the rest still measured
+            int8_error = str(exc)
+    return graph, int8, int8_error
+
+
+def _write(out: Path, name: str, record: dict, results: dict) -> None:
+    """``tiers-<name>.json`` (the record) and ``tiers-<name>.md`` (its table), printed too."""
+    (out / f"tiers-{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        "| contestant | tier | p50 ms | speed-up vs eager | worst-map PSNR dB | max level diff |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for label, r in results.items():
+        lines.append(
+            f"| {label} | {r['tier']} | {r['p50_ms']} | {r['speedup']}x | {r['psnr_db']} | {r['max_levels']} |"
+        )
+    (out / f"tiers-{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     from spade_rt.runtime.synthesizer import Synthesizer
 
     out = Path(a.out)
@@ -80,16 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     native = load_model(a.model)
     cfg = native.config
     name = Path(a.model).stem + ("" if a.graph == "static" else f"-{a.graph}")
-    graph, int8 = work / f"{name}.onnx", work / f"{name}_int8.onnx"
-    if not graph.is_file():
-        export_model(a.model, graph, GraphOptions(batch=(1, 1, 1), graph=a.graph))
-    int8_error = "not tried (--skip-int8)" if a.skip_int8 else None
-    if not int8.is_file() and not a.skip_int8:
-        try:
-            export_model(a.model, int8, GraphOptions(batch=(1, 1, 1), graph=a.graph), tier="int8",
-                         cache_dir=work / "cache")  # fmt: skip
-        except Exception as exc:  # the int8 tier refused (one line): recorded, the rest still measured
-            int8_error = str(exc)
+    graph, int8, int8_error = _graphs(a, name, work)
     inputs = real_inputs(cfg.label_spec, coco_stuff_sample(), a.maps)
     net = build_generator(native).eval()
 
@@ -162,17 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "command": "python -m spade_rt.bench.tiers " + " ".join(argv or []),
     }
-    (out / f"tiers-{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [
-        "| contestant | tier | p50 ms | speed-up vs eager | worst-map PSNR dB | max level diff |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for label, r in results.items():
-        lines.append(
-            f"| {label} | {r['tier']} | {r['p50_ms']} | {r['speedup']}x | {r['psnr_db']} | {r['max_levels']} |"
-        )
-    (out / f"tiers-{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    _write(out, name, record, results)
     print("load", record["load_average"])
     return 0
 

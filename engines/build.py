@@ -168,13 +168,33 @@ def build_engine(
     if cache is not None:
         atomic_write_bytes(cache_file, bytes(cache.serialize()))
 
+    manifest = _manifest(trt, onnx_path, output, spec, model, shapes, targets, workspace, seconds)
+    with atomic_path(output) as tmp_engine, atomic_path(manifest_path(output)) as tmp_manifest:
+        with open(tmp_engine, "wb") as f:
+            f.write(memoryview(serialized))
+        manifest["engine_sha256"] = sha256_file(tmp_engine)
+        manifest["engine_bytes"] = tmp_engine.stat().st_size
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info(
+        "wrote %s (%.1f MB) in %.1f s, manifest %s",
+        output,
+        manifest["engine_bytes"] / 1e6,
+        seconds,
+        manifest_path(output).name,
+    )
+    return manifest
+
+
+def _manifest(trt, onnx_path: Path, output: Path, spec: dict, model, shapes: dict, targets, workspace, seconds):
+    """``X.engine.json`` but for the engine's hash and size (filled in as it is written): the graph it came from,
+    the builder, the GPU targets, IO with the profile's shapes, the spec."""
     device = {}
     if not trt.is_rtx:  # full TensorRT builds for the GPU it runs on: record which
         from spade_rt.engines.cuda import Cuda
 
         info = Cuda().info
         device = {"device": info.name, "device_compute_capability": info.compute_capability}
-    manifest = {
+    return {
         "format": MANIFEST_FORMAT,
         "engine": output.name,
         "onnx": onnx_path.name,
@@ -205,20 +225,6 @@ def build_engine(
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spade_rt": __version__,
     }
-    with atomic_path(output) as tmp_engine, atomic_path(manifest_path(output)) as tmp_manifest:
-        with open(tmp_engine, "wb") as f:
-            f.write(memoryview(serialized))
-        manifest["engine_sha256"] = sha256_file(tmp_engine)
-        manifest["engine_bytes"] = tmp_engine.stat().st_size
-        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info(
-        "wrote %s (%.1f MB) in %.1f s, manifest %s",
-        output,
-        manifest["engine_bytes"] / 1e6,
-        seconds,
-        manifest_path(output).name,
-    )
-    return manifest
 
 
 def network_precisions(onnx_path: str | Path, backend: str = "auto") -> dict[str, dict[str, int]]:

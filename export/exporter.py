@@ -69,19 +69,41 @@ def export_model(
     t_emit = time.perf_counter() - t0
     hw = options.validate(folded)
 
+    data, verification, tiers, quantized = _verify_and_measure(
+        data, native, options, hw, verify=verify, samples=verify_samples, labels=verify_labels,
+        measure_precision_tiers=measure_precision_tiers, tier=tier, cache_dir=cache_dir,
+    )  # fmt: skip
+    report = _report(Path(output).name, model, quantized, data, native, options, hw, verification, tier, tiers, source)
+    report["seconds"] = {"emit": round(t_emit, 2)}
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    output = Path(output)
+    with atomic_path(output) as tmp_onnx, atomic_path(report_path(output)) as tmp_json:
+        tmp_onnx.write_bytes(data)
+        tmp_json.write_text(json.dumps(report, indent=2) + "\n")
+    (log.info if announce else log.debug)(
+        "wrote %s (%.1f MB, %s, %.1f GMACs/image vs %.1f in the original formulation)",
+        output,
+        len(data) / 1e6,
+        options.precision,
+        report["gmacs_per_image"],
+        report["original_gmacs_per_image"],
+    )
+    return report
+
+
+def _verify_and_measure(
+    data: bytes, native, options: GraphOptions, hw: tuple[int, int], *, verify: bool, samples: int, labels,
+    measure_precision_tiers: bool, tier: str, cache_dir,
+) -> tuple[bytes, dict | None, dict | None, object]:
+    """The emitted graph checked against the PyTorch network, then its precision tiers measured (or, for the
+    int8 tier, quantized). Returns (the graph's bytes: the int8 graph's for that tier, the verification
+    record, the tiers record, the quantized ONNX model or None)."""
     verification = tiers = quantized = None
     if verify:
         verified = verify_graph(
-            data,
-            native.config,
-            native.generator,
-            options.precision,
-            options.output,
-            hw,
-            max_batch=options.batch[2],
-            samples=verify_samples,
-            user_labels=verify_labels,
-        )
+            data, native.config, native.generator, options.precision, options.output, hw,
+            max_batch=options.batch[2], samples=samples, user_labels=labels,
+        )  # fmt: skip
         verification = verified.to_dict()
         if tier == "int8":
             from spade_rt.export.quantize import quantize_int8
@@ -96,12 +118,17 @@ def export_model(
             tiers = measure_tiers(data, verified, native.config, native.generator, hw)
     else:
         log.warning("verification skipped (--no-verify): the graph was not compared with the PyTorch network")
+    return data, verification, tiers, quantized
 
+
+def _report(name: str, model, quantized, data: bytes, native, options: GraphOptions, hw, verification, tier: str, tiers,
+            source: dict) -> dict:  # fmt: skip
+    """The report written beside the graph (``X.onnx.json``): hashes, options, costs, ops, verification, tiers."""
     macs = graph_macs(model, batch=1)
     cfg = native.config
     original = generator_macs(cfg.replace(crop_size=hw[1], aspect_ratio=hw[1] / hw[0]) if hw != cfg.output_hw else cfg)
     report = {
-        "onnx": Path(output).name,
+        "onnx": name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
         "spade_rt": __version__,
@@ -132,22 +159,9 @@ def export_model(
         # precision tiers measured on the verification inputs (export/verify.py: measure_tiers); a backend
         # offers a tier other than exact only when it is recorded here within its bound
         "tiers": tiers,
-        "seconds": {"emit": round(t_emit, 2)},
+        "seconds": {},  # filled in by export_model
         "source": source,
     }
-    report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-    output = Path(output)
-    with atomic_path(output) as tmp_onnx, atomic_path(report_path(output)) as tmp_json:
-        tmp_onnx.write_bytes(data)
-        tmp_json.write_text(json.dumps(report, indent=2) + "\n")
-    (log.info if announce else log.debug)(
-        "wrote %s (%.1f MB, %s, %.1f GMACs/image vs %.1f in the original formulation)",
-        output,
-        len(data) / 1e6,
-        options.precision,
-        report["gmacs_per_image"],
-        report["original_gmacs_per_image"],
-    )
     return report
 
 

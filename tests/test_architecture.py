@@ -188,3 +188,16 @@ def test_the_document_says_what_bench_may_not_import_as_the_rule_does():
     assert all(module.rsplit(".", 1)[-1] in excluded for module in FORBIDDEN["bench"]), may_import
     diagram = doc.split("## Import directions")[1].split("```")[1]
     assert "► training" not in diagram, "the diagram draws an import of training"
+
+
+def test_no_function_of_the_package_is_over_100_lines():
+    """Issue 24: a function over 100 lines does more than one job; split it where its parts are named."""
+    long = []
+    for folder in PACKAGES.values():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 100:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == [], long
