@@ -95,9 +95,9 @@ def _stroke_run(browser, url: str, seed: int) -> list[float]:
             page.wait_for_function(IDLE.format(after=n), timeout=120_000)
             final = page.evaluate("window.painter.state.lastSent")
             ms = page.evaluate(
-                f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final} && t >= window.__up);"
-                " return e ? e[1] - window.__up : null; })()"
-            )
+                f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final});"
+                " return e ? Math.max(0, e[1] - window.__up) : null; })()"
+            )  # the final map's picture shown before the mouse came up: nothing was waited for (0 ms)
             out.append(float(ms))
         return out
     finally:
