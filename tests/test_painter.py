@@ -303,7 +303,7 @@ def test_the_painter_fits_a_laptop_window_and_follows_the_brush(served, tmp_path
                 latencies.append(ms)
                 if i == 11:  # the last picture is the model's, for the last map sent
                     np.testing.assert_array_equal(p.last_picture(), synth(p.last_sent()))
-            p50, p90 = np.percentile(latencies, [50, 90])
+            p50, p90 = (float(v) for v in np.percentile(latencies, [50, 90]))  # plain floats: xdist sends them
             record_property("stroke_to_picture_ms", {"p50": round(p50, 1), "p90": round(p90, 1), "n": len(latencies)})
             print(f"\nstroke-to-picture (Chromium, mouse-up to final picture): p50 {p50:.1f} ms, p90 {p90:.1f} ms")
             out = os.environ.get("SPADE_RT_RECORD_LATENCY")
