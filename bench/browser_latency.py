@@ -67,6 +67,16 @@ LATENCY_PROBE = """() => {
 IDLE = "window.painter && window.painter.state.lastSent > {after} && window.painter.idle()"
 
 
+def stroke_latency_ms(page, final: int) -> float | None:
+    """Mouse-up to the first picture of map ``final`` (or a later one) on the page, in the page's clock, after
+    ``LATENCY_PROBE``; 0 when that picture was shown before the mouse came up (nothing was waited for); None
+    when no such picture was shown."""
+    return page.evaluate(
+        f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final});"
+        " return e ? Math.max(0, e[1] - window.__up) : null; })()"
+    )
+
+
 def _stroke_run(browser, url: str, seed: int) -> list[float]:
     """One page, 12 strokes (random class, radius 2-7, 4 points): mouse-up -> final picture, ms each."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -94,11 +104,7 @@ def _stroke_run(browser, url: str, seed: int) -> list[float]:
             page.mouse.up()
             page.wait_for_function(IDLE.format(after=n), timeout=120_000)
             final = page.evaluate("window.painter.state.lastSent")
-            ms = page.evaluate(
-                f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final});"
-                " return e ? Math.max(0, e[1] - window.__up) : null; })()"
-            )  # the final map's picture shown before the mouse came up: nothing was waited for (0 ms)
-            out.append(float(ms))
+            out.append(float(stroke_latency_ms(page, final)))
         return out
     finally:
         page.close()

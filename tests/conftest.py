@@ -166,9 +166,13 @@ def require_tools(missing: list[str], what: str, skip_var: str) -> None:
     pytest.fail(f"{message}; set {skip_var}=1 to skip it knowingly")
 
 
-def ort_web_dist() -> Path:
-    """onnxruntime-web's files, as `npm ci --prefix web` installs them (what `spade-rt web --ort-web` takes)."""
+def ort_web_dist(optional: bool = False) -> Path | None:
+    """onnxruntime-web's files, as `npm ci --prefix web` installs them (what `spade-rt web --ort-web` takes).
+    Missing: the test fails, or with SPADE_RT_SKIP_BROWSER=1 is skipped, or (``optional``) gets None and goes
+    on without the web part."""
     dist = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "onnxruntime-web" / "dist"
+    if optional and not dist.is_dir() and os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
+        return None
     require_tools([] if dist.is_dir() else ["onnxruntime-web (npm ci --prefix web)"], "`spade-rt web` needs",
                   "SPADE_RT_SKIP_BROWSER")  # fmt: skip
     return dist

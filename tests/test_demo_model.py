@@ -28,7 +28,7 @@ from spade_rt import demo_model as dm
 from spade_rt.io_utils import sha256_file
 from spade_rt.runtime.peek import peek_spec
 
-from conftest import ROOT, building_from_the_checkout
+from conftest import ROOT, building_from_the_checkout, ort_web_dist
 from serve_support import tiny_model
 
 URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+)/")
@@ -101,15 +101,6 @@ def test_the_cache_is_keyed_by_the_models_content_and_the_graph_options(tmp_path
     assert not list((cache / "built").glob("*.tmp"))
 
 
-def _ort_web_dist() -> Path | None:
-    dist = ROOT / "web" / "node_modules" / "onnxruntime-web" / "dist"
-    if dist.is_dir():
-        return dist
-    if os.environ.get("SPADE_RT_SKIP_BROWSER") == "1":
-        return None
-    pytest.fail("`spade-rt web` needs onnxruntime-web: npm ci --prefix web (or SPADE_RT_SKIP_BROWSER=1)")
-
-
 @pytest.mark.slow
 def test_a_wheel_without_torch_runs_demo_serve_and_web(tmp_path):
     """`pip wheel --no-deps`, then a fresh venv with `pip install 'WHEEL[ort]'`: demo writes the picture the full
@@ -144,7 +135,7 @@ def test_a_wheel_without_torch_runs_demo_serve_and_web(tmp_path):
         np.asarray(Image.open(tmp_path / "wheel.png")), np.asarray(Image.open(tmp_path / "full.png"))
     )
     assert not (tmp_path / "cache").exists()  # the graph in the wheel ran: nothing exported
-    dist = _ort_web_dist()
+    dist = ort_web_dist(optional=True)
     if dist is not None:
         spade_rt("web", "-o", "site", "--wasm-only", "--ort-web", str(dist))
         assert (tmp_path / "site" / "graph.onnx").read_bytes() == dm.shipped_graph_for().read_bytes()

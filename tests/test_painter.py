@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_rt.bench.browser_latency import LATENCY_PROBE, stroke_latency_ms
 from spade_rt.bench.serve_load import ServeProcess
 from spade_rt.labels import read_label_ids
 from spade_rt.palettes import colorize
@@ -249,16 +250,6 @@ def test_painting_sends_exactly_the_painted_ids_and_shows_the_models_picture(ser
             browser.close()
 
 
-LATENCY_PROBE = """() => {
-  // when each picture is on the page (data-frame is set once the <img> has loaded it), and the last mouse-up
-  window.__shown = [];
-  const img = document.getElementById("picture");
-  new MutationObserver(() => window.__shown.push([Number(img.dataset.frame), performance.now()]))
-    .observe(img, {attributes: true, attributeFilter: ["data-frame"]});
-  window.addEventListener("pointerup", () => { window.__up = performance.now(); }, true);
-}"""
-
-
 def test_the_painter_fits_a_laptop_window_and_follows_the_brush(served, tmp_path, record_property):
     """At 1280x800 the map and the picture sit side by side, whole, without scrolling. Stroke-to-picture
     latency: mouse-up to the final picture on the page (the <img> loaded), measured in the page's own clock
@@ -295,10 +286,7 @@ def test_the_painter_fits_a_laptop_window_and_follows_the_brush(served, tmp_path
                 mouse.up()
                 p.wait(after=n)
                 final = p.frames()
-                ms = page.evaluate(
-                    f"(() => {{ const e = window.__shown.find(([f, t]) => f >= {final});"
-                    " return e ? Math.max(0, e[1] - window.__up) : null; })()"
-                )  # a picture of the final map shown before the mouse came up: nothing was waited for (0 ms)
+                ms = stroke_latency_ms(page, final)  # spade_rt.bench.browser_latency: the bench's own measure
                 assert ms is not None and ms >= 0, (i, final)
                 latencies.append(ms)
                 if i == 11:  # the last picture is the model's, for the last map sent
