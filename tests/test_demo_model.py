@@ -41,18 +41,50 @@ def _export(model: Path, out: Path, request: dm.GraphRequest) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def same_graph_up_to_float_rounding(a: Path, b: Path) -> None:
+    """Two ONNX graphs are the same export: equal nodes, IO, opsets and metadata, initializers of equal names,
+    types and shapes, integer ones equal and float ones within 4 ULP. Folding (spectral and batch norm) runs in
+    torch's float32 kernels, whose last bit depends on the CPU's vector unit (an AMD EPYC and an Intel Xeon
+    differ by 1 ULP in 8 of 264 tensors of the demo graph), so the bytes of a fresh export are the machine's."""
+    import onnx
+    from onnx import numpy_helper
+
+    ga, gb = onnx.load(str(a)), onnx.load(str(b))
+    assert list(ga.opset_import) == list(gb.opset_import) and ga.ir_version == gb.ir_version
+    assert list(ga.metadata_props) == list(gb.metadata_props), "stale spec metadata"
+    assert list(ga.graph.node) == list(gb.graph.node), "stale graph structure"
+    assert list(ga.graph.input) == list(gb.graph.input) and list(ga.graph.output) == list(gb.graph.output)
+    ta = {t.name: numpy_helper.to_array(t) for t in ga.graph.initializer}
+    tb = {t.name: numpy_helper.to_array(t) for t in gb.graph.initializer}
+    assert sorted(ta) == sorted(tb), "stale initializers"
+    for name, x in ta.items():
+        y = tb[name]
+        assert (x.dtype, x.shape) == (y.dtype, y.shape), name
+        if np.issubdtype(x.dtype, np.floating):
+            try:
+                np.testing.assert_array_max_ulp(x, y, maxulp=4)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from exc
+        else:
+            assert np.array_equal(x, y), name
+
+
 def test_the_shipped_graph_is_a_fresh_export_of_the_shipped_model(tmp_path):
-    """The wheel's CPU graph equals, byte for byte, what `spade-rt export` makes of the shipped model now; its
-    record names the model's and the graph's SHA-256 and the options; its spec is the model's."""
+    """The wheel's CPU graph is what `spade-rt export` makes of the shipped model now (the same graph, weights
+    up to the CPU's float rounding); its record names the model's and the graph's SHA-256 and the options; its
+    spec is the model's."""
     shipped = dm.shipped_graph_for()
     assert shipped is not None and shipped.name == "landscape_demo-dedup.onnx"
     fresh = tmp_path / "fresh.onnx"
     _export(dm.demo_model(), fresh, dm.SHIPPED)
-    assert sha256_file(fresh) == sha256_file(shipped), "stale shipped graph: python -m spade_rt.demo_model --refresh"
+    try:
+        same_graph_up_to_float_rounding(fresh, shipped)
+    except AssertionError as exc:
+        raise AssertionError(f"stale shipped graph ({exc}): python -m spade_rt.demo_model --refresh") from exc
     record = json.loads((shipped.parent / "landscape_demo-dedup.json").read_text())
     assert record == {
         "model_sha256": sha256_file(dm.demo_model()),
-        "graph_sha256": sha256_file(fresh),
+        "graph_sha256": sha256_file(shipped),
         "options": {"graph": "dedup", "batch": [1, 1, 8]},
     }
     kind, spec = peek_spec(shipped)
