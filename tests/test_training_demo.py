@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from spade_rt.images import float_to_uint8
+from spade_rt.labels import read_label_ids
 from spade_rt.model.native_format import build_generator, load_model
 from spade_rt.procedural import LANDSCAPE_NAMES
 from spade_rt.training.demo import ASSET, EXAMPLE_LABELS, HELD_OUT_SEED, synthesize_scenes
@@ -63,10 +64,15 @@ def test_readme_command_makes_a_picture(tmp_path):
     assert picture.shape[:2] == ids.shape
     sky = picture[ids == SKY].mean(0)
     assert sky[2] > sky[0] + 40
-    # the colour-coded copy of the same map decodes with the model's palette to the same picture
+    # the colour-coded copy of the same map decodes with the model's palette to the same ids, and so to the same
+    # picture: up to one level where torch's CPU kernels round differently from one process to the next (their
+    # last bit may follow memory alignment; seen once in CI on an Intel Xeon: 54 of 49,152 values one level off)
+    colours = EXAMPLE_LABELS.with_name("landscape_labels_color.png")
+    assert np.array_equal(read_label_ids(colours, palette="landscape"), ids)
     coloured = tmp_path / "landscape_from_colours.png"
-    run_cli("synthesize", ASSET, "--labels", EXAMPLE_LABELS.with_name("landscape_labels_color.png"), "-o", coloured)
-    np.testing.assert_array_equal(np.asarray(Image.open(coloured).convert("RGB")), picture.astype(np.uint8))
+    run_cli("synthesize", ASSET, "--labels", colours, "-o", coloured)
+    again = np.asarray(Image.open(coloured).convert("RGB")).astype(np.float32)
+    assert np.abs(again - picture).max() <= 1 and np.mean(again != picture) < 0.01
 
 
 def test_demo_files_are_package_data():
