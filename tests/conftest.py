@@ -25,9 +25,11 @@ def share_the_cpus_between_workers() -> None:
     N workers each run as many OpenMP threads as there are CPUs, and OpenMP's spinning barriers make a training
     test 2-10x slower on 2 cores (measured: the overfit test, 20 s alone, 79 s beside one busy core with 2
     threads, 37 s with 1). A value the user set is kept."""
+    from spade_rt.runtime.onnxruntime_backend import default_threads  # the CPUs this process may run on
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        share = max(1, default_threads() // workers)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(name, str(share))
 
